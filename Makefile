@@ -1,0 +1,48 @@
+# Tenure: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Where the synthetic shop, CDNOW and the model repository go (all build artifacts, gitignored).
+DATA_DIR ?= data
+MODELS_DIR ?= models
+PROTOS := $(wildcard protos/tenure/v1/*.proto)
+
+.PHONY: help venv protos check-protos data train serve demo run test test-fast clean
+
+help:
+	@echo "make run    - venv, synthetic shop, train + export to ONNX, start the 3 services, demo client, stop"
+	@echo "make test   - venv, then the whole test suite"
+	@echo "make protos - regenerate tenure/v1 from protos/"
+
+# The venv is rebuilt when the dependency pins change.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+protos: $(VENV)/.installed
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+
+data: $(VENV)/.installed
+	$(PY) -m tenure.cli synth --out $(DATA_DIR)/shop
+
+train: data
+	$(PY) -m tenure.cli train --shop $(DATA_DIR)/shop --models $(MODELS_DIR)
+
+# Synthetic shop -> features -> LightGBM -> ONNX repository -> 3 gRPC services -> demo client.
+run: $(VENV)/.installed
+	$(PY) -m tenure.cli run --data $(DATA_DIR) --models $(MODELS_DIR)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -ra
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -ra -m "not slow"
+
+clean:
+	rm -rf $(DATA_DIR) $(MODELS_DIR)/*/ .pytest_cache

@@ -1,0 +1,31 @@
+"""The one table from domain exceptions to gRPC status codes, for calls and for batch rows."""
+from __future__ import annotations
+
+import grpc
+
+from tenure.errors import (
+    ArtifactError, DataError, InvalidInput, ModelUnavailable, TenureError, TooLarge, UnknownCustomer, UnknownProduct,
+)
+
+STATUS: dict[type[TenureError], grpc.StatusCode] = {
+    UnknownCustomer: grpc.StatusCode.NOT_FOUND,
+    UnknownProduct: grpc.StatusCode.NOT_FOUND,
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    DataError: grpc.StatusCode.INVALID_ARGUMENT,
+    TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ModelUnavailable: grpc.StatusCode.UNAVAILABLE,
+    ArtifactError: grpc.StatusCode.UNAVAILABLE,
+}
+MAX_MESSAGE_CHARS = 1_000
+"""Status messages are capped: they may quote client input and must stay bounded."""
+
+
+def status_for(err: TenureError) -> tuple[grpc.StatusCode, str]:
+    for cls in type(err).__mro__:
+        if cls in STATUS:
+            return STATUS[cls], clip(str(err))
+    return grpc.StatusCode.INTERNAL, clip(str(err))
+
+
+def clip(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[: MAX_MESSAGE_CHARS - 3] + "..."

@@ -1,0 +1,131 @@
+"""ONNX sessions loaded from the model repository, and the holder that swaps in new versions."""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Callable, Generic, TypeVar
+
+import numpy as np
+import onnxruntime as ort
+
+from tenure.artifacts import Manifest, latest_valid, versions
+from tenure.errors import ArtifactError, ModelUnavailable
+
+log = logging.getLogger(__name__)
+WARMUP_ROWS = (1, 8, 64, 256)
+
+
+class OnnxModel:
+    """One verified ONNX artifact: predict(float32 rows) -> the score column its manifest names."""
+
+    def __init__(self, version_dir: Path, manifest: Manifest, threads: int = 1) -> None:
+        self.manifest = manifest
+        self.name = manifest.name
+        self.version = manifest.version
+        self.features = list(manifest.features)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Spinning threads burn a core while idle; on a shared 2-core box that hurts the gRPC loop.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(Path(version_dir) / "model.onnx"), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ArtifactError(f"{self.name} {self.version}: onnxruntime cannot load it ({err})", model=self.name) from err
+        self._check_signature()
+        out = manifest.outputs[0]
+        self.output = out["name"]
+        self.column = out.get("use_column")
+
+    def _check_signature(self) -> None:
+        inputs = self.session.get_inputs()
+        want = self.manifest.inputs[0] if self.manifest.inputs else {}
+        if len(inputs) != 1 or inputs[0].name != want.get("name"):
+            raise ArtifactError(f"{self.name}: ONNX inputs {[i.name for i in inputs]} do not match the manifest's "
+                                f"{want.get('name')!r}", model=self.name)
+        width = inputs[0].shape[1]
+        if width != len(self.features):
+            raise ArtifactError(f"{self.name}: ONNX expects {width} features, the manifest lists {len(self.features)}",
+                                model=self.name)
+        outputs = {o.name for o in self.session.get_outputs()}
+        missing = [o["name"] for o in self.manifest.outputs if o["name"] not in outputs]
+        if missing:
+            raise ArtifactError(f"{self.name}: ONNX lacks outputs {missing}", model=self.name)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """float32 (n, n_features) -> float32 (n,)."""
+        if len(X) == 0:
+            return np.zeros(0, np.float32)
+        out = self.session.run([self.output], {self.session.get_inputs()[0].name: X})[0]
+        return out[:, self.column] if self.column is not None else out.reshape(len(X))
+
+    def warm_up(self) -> None:
+        for n in WARMUP_ROWS:
+            self.predict(np.zeros((n, len(self.features)), np.float32))
+
+    @classmethod
+    def load_latest(cls, repo: Path, name: str, threads: int = 1) -> "OnnxModel":
+        vdir, manifest = latest_valid(repo, name)
+        model = cls(vdir, manifest, threads)
+        model.warm_up()
+        return model
+
+
+def column_index(names: list[str], wanted: list[str], model: str) -> np.ndarray:
+    """Positions of a model's features within a feature vector; ArtifactError if any is absent."""
+    pos = {n: i for i, n in enumerate(names)}
+    missing = [n for n in wanted if n not in pos]
+    if missing:
+        raise ArtifactError(f"{model}: features {missing[:5]} are not in the feature snapshot", model=model)
+    return np.array([pos[n] for n in wanted], dtype=np.int64)
+
+
+T = TypeVar("T")
+
+
+class Holder(Generic[T]):
+    """Holds a service's engine and swaps in a new one when the repository has newer versions.
+
+    `build` loads, verifies and warms everything from the repository. It runs off the serving
+    path; only when it succeeds is the reference swapped (one assignment, so callers see the old
+    engine or the new one, never a mix). A broken newer artifact is logged and skipped.
+    """
+
+    def __init__(self, repo: Path, names: tuple[str, ...], build: Callable[[Path], T]) -> None:
+        self.repo = Path(repo)
+        self.names = names
+        self._build = build
+        self._lock = threading.Lock()
+        self.current: T | None = None
+        self.loaded_key: tuple[str, ...] | None = None
+        self.last_error: str = ""
+
+    def _key(self) -> tuple[str, ...]:
+        return tuple(v[0].name if (v := versions(self.repo, n)) else "" for n in self.names)
+
+    def refresh(self) -> bool:
+        """Load newer versions if there are any; True when a new engine was swapped in."""
+        with self._lock:
+            key = self._key()
+            if key == self.loaded_key:
+                return False
+            try:
+                engine = self._build(self.repo)
+            except Exception as err:  # any failure keeps the engine that works
+                self.last_error = str(err)
+                log.error("loading %s failed, keeping %s: %s", self.names, self.loaded_key or "nothing", err)
+                self.loaded_key = self.loaded_key if self.current is not None else None
+                return False
+            self.current, self.loaded_key, self.last_error = engine, key, ""
+            log.info("serving %s", dict(zip(self.names, key)))
+            return True
+
+    def get(self) -> T:
+        engine = self.current
+        if engine is None:
+            detail = f": {self.last_error}" if self.last_error else ""
+            raise ModelUnavailable(f"models {', '.join(self.names)} are not loaded yet{detail}")
+        return engine

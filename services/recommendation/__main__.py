@@ -1,0 +1,30 @@
+"""`python -m services.recommendation` / `tenure serve recommendation`: wiring only."""
+from __future__ import annotations
+
+import functools
+
+from services.core.runtime import Holder
+from services.core.server import Service, build_service, run
+from services.recommendation.engine import MODELS, Recommender
+from services.recommendation.servicer import RecommendationServicer
+from tenure.settings import ServiceSettings
+from tenure.v1 import recommendation_pb2, recommendation_pb2_grpc
+
+SERVICE_NAME = recommendation_pb2.DESCRIPTOR.services_by_name["RecommendationService"].full_name
+
+
+def make_service(settings: ServiceSettings, address: str) -> Service:
+    holder: Holder[Recommender] = Holder(settings.models_dir, MODELS, functools.partial(Recommender.load, settings=settings))
+    servicer = RecommendationServicer(holder)
+    return build_service(address, [(recommendation_pb2_grpc.add_RecommendationServiceServicer_to_server, servicer)],
+                         [SERVICE_NAME], holder, settings)
+
+
+def main(settings: ServiceSettings | None = None, port: int | None = None) -> None:
+    settings = settings or ServiceSettings.from_env()
+    run(make_service, settings, f"{settings.host}:{port if port is not None else settings.recommendation_port}",
+        "recommendation")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Pure conversions between scoring protobuf messages and numpy arrays."""
+from __future__ import annotations
+
+import numpy as np
+
+from services.core.errors import status_for
+from tenure.errors import InvalidInput, TenureError
+from tenure.v1 import common_pb2, scoring_pb2
+
+
+def refs_to_matrix(refs: list[common_pb2.CustomerRef], n_features: int, lookup) -> tuple[list[str], np.ndarray, dict[int, TenureError]]:  # type: ignore[no-untyped-def]
+    """Ids and feature rows for a Score request: ids are looked up, inline rows checked for width."""
+    keys: list[str] = []
+    X = np.zeros((len(refs), n_features), np.float32)
+    errors: dict[int, TenureError] = {}
+    id_rows: list[int] = []
+    for i, ref in enumerate(refs):
+        kind = ref.WhichOneof("customer")
+        if kind == "customer_id":
+            keys.append(ref.customer_id)
+            id_rows.append(i)
+        elif kind == "inline":
+            keys.append(ref.inline.key)
+            values = ref.inline.values
+            if len(values) != n_features:
+                errors[i] = InvalidInput(f"row {i}: {len(values)} inline features, expected {n_features} "
+                                         "(see GetModelInfo.customer_features for the order)")
+            else:
+                X[i] = np.asarray(values, np.float32)
+        else:
+            keys.append("")
+            errors[i] = InvalidInput(f"row {i}: set customer_id or inline features")
+    if id_rows:
+        Xi, missing = lookup([keys[i] for i in id_rows])
+        X[id_rows] = Xi
+        errors.update({id_rows[j]: err for j, err in missing.items()})
+    return keys, X, errors
+
+
+def row_error(err: TenureError) -> common_pb2.RowError:
+    code, message = status_for(err)
+    return common_pb2.RowError(code=code.value[0], message=message)
+
+
+def score_response(keys: list[str], churn: np.ndarray, look: np.ndarray, bands: np.ndarray,
+                   errors: dict[int, TenureError], horizon_days: int,
+                   versions: list[tuple[str, str]]) -> scoring_pb2.ScoreResponse:
+    results = []
+    for i, key in enumerate(keys):
+        if i in errors:
+            results.append(scoring_pb2.CustomerScore(customer_id=key, error=row_error(errors[i])))
+        else:
+            results.append(scoring_pb2.CustomerScore(customer_id=key, scores=scoring_pb2.Scores(
+                churn_probability=float(churn[i]), churn_band=int(bands[i]), lookalike_score=float(look[i]),
+                churn_horizon_days=horizon_days)))
+    return scoring_pb2.ScoreResponse(
+        results=results, models=[common_pb2.ModelVersion(name=n, version=v) for n, v in versions])
+
+
+def chunk_matrix(chunk: scoring_pb2.ScoreChunk, n_features: int) -> np.ndarray | None:
+    """Inline features of a stream chunk as a (rows, n_features) view, or None when absent."""
+    fm = chunk.features
+    if fm.rows == 0 and not fm.float32_le:
+        return None
+    n = len(chunk.customer_ids)
+    if fm.rows != n:
+        raise InvalidInput(f"chunk {chunk.chunk_id}: features.rows={fm.rows} but {n} customer_ids; one id per row")
+    if fm.cols != n_features:
+        raise InvalidInput(f"chunk {chunk.chunk_id}: features.cols={fm.cols}, expected {n_features}")
+    if len(fm.float32_le) != fm.rows * fm.cols * 4:
+        raise InvalidInput(f"chunk {chunk.chunk_id}: features.float32_le has {len(fm.float32_le)} bytes, "
+                           f"expected rows*cols*4 = {fm.rows * fm.cols * 4}")
+    return np.frombuffer(fm.float32_le, dtype="<f4").reshape(fm.rows, fm.cols)
+
+
+def chunk_result(chunk: scoring_pb2.ScoreChunk, churn: np.ndarray, look: np.ndarray,
+                 errors: dict[int, TenureError]) -> scoring_pb2.ScoreChunkResult:
+    return scoring_pb2.ScoreChunkResult(
+        chunk_id=chunk.chunk_id,
+        customer_ids=chunk.customer_ids,
+        churn_probability=churn.astype("<f4").tobytes(),
+        lookalike_score=look.astype("<f4").tobytes(),
+        failures=[common_pb2.RowFailure(row=i, error=row_error(e)) for i, e in sorted(errors.items())],
+    )
+

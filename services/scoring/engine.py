@@ -1,0 +1,90 @@
+"""Scoring logic without gRPC: look up or validate feature rows, run churn and lookalike."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from services.core.runtime import OnnxModel, column_index
+from tenure.errors import InvalidInput, TenureError, UnknownCustomer
+from tenure.settings import ServiceSettings
+from tenure.store import FeatureSnapshot
+
+BAND_LOW, BAND_MEDIUM, BAND_HIGH = 1, 2, 3
+MODELS = ("features", "churn", "lookalike")
+
+
+@dataclass
+class RowScores:
+    churn: np.ndarray
+    lookalike: np.ndarray
+    errors: dict[int, TenureError]
+    """Row index -> why it failed; failed rows hold NaN scores."""
+
+
+class Scorer:
+    def __init__(self, snapshot: FeatureSnapshot, churn: OnnxModel, lookalike: OnnxModel,
+                 settings: ServiceSettings) -> None:
+        self.snapshot = snapshot
+        self.churn = churn
+        self.lookalike = lookalike
+        self.features = snapshot.feature_names
+        self.n_features = len(self.features)
+        self.churn_cols = column_index(self.features, churn.features, churn.name)
+        self.lookalike_cols = column_index(self.features, lookalike.features, lookalike.name)
+        self.identity_churn = bool(np.array_equal(self.churn_cols, np.arange(self.n_features)))
+        self.horizon_days = int(churn.manifest.params.get("horizon_days", 0))
+        self.thresholds = (settings.churn_band_medium, settings.churn_band_high)
+        self.max_rows = settings.max_batch_rows
+
+    @classmethod
+    def load(cls, repo: Path, settings: ServiceSettings) -> "Scorer":
+        snapshot = FeatureSnapshot.load_latest(repo)
+        churn = OnnxModel.load_latest(repo, "churn", settings.ort_threads)
+        lookalike = OnnxModel.load_latest(repo, "lookalike", settings.ort_threads)
+        return cls(snapshot, churn, lookalike, settings)
+
+    def lookup(self, ids: list[str]) -> tuple[np.ndarray, dict[int, TenureError]]:
+        """Feature rows for ids (zeros where unknown) and the unknown rows' errors."""
+        rows = self.snapshot.rows(ids)
+        missing = np.flatnonzero(rows < 0)
+        errors: dict[int, TenureError] = {
+            int(i): UnknownCustomer(f"customer {ids[i][:100]!r} is not in the feature store "
+                                    f"(snapshot {self.snapshot.version}); send inline features instead")
+            for i in missing
+        }
+        X = self.snapshot.X[np.maximum(rows, 0)]
+        return X, errors
+
+    def check_matrix(self, X: np.ndarray) -> dict[int, TenureError]:
+        """Rows with NaN or infinite values fail on their own."""
+        bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+        errors: dict[int, TenureError] = {}
+        for i in bad:
+            col = int(np.flatnonzero(~np.isfinite(X[i]))[0])
+            errors[int(i)] = InvalidInput(f"row {i}: feature {col} ({self.features[col]}) is {X[i, col]}; "
+                                          f"all {self.n_features} features must be finite numbers")
+        return errors
+
+    def score(self, X: np.ndarray, errors: dict[int, TenureError]) -> RowScores:
+        """Score the rows that have no error yet; failed rows get NaN."""
+        n = len(X)
+        ok = np.ones(n, bool)
+        if errors:
+            ok[list(errors)] = False
+        churn = np.full(n, np.nan, np.float32)
+        look = np.full(n, np.nan, np.float32)
+        if ok.any():
+            Xok = X if ok.all() else X[ok]
+            churn[ok] = self.churn.predict(np.ascontiguousarray(Xok if self.identity_churn else Xok[:, self.churn_cols]))
+            look[ok] = self.lookalike.predict(np.ascontiguousarray(Xok[:, self.lookalike_cols]))
+        return RowScores(churn, look, errors)
+
+    def bands(self, p: np.ndarray) -> np.ndarray:
+        medium, high = self.thresholds
+        return np.where(np.isnan(p), 0, np.where(p >= high, BAND_HIGH, np.where(p >= medium, BAND_MEDIUM, BAND_LOW)))
+
+    def versions(self) -> list[tuple[str, str]]:
+        return [("features", self.snapshot.version), (self.churn.name, self.churn.version),
+                (self.lookalike.name, self.lookalike.version)]

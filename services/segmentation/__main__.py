@@ -1,0 +1,30 @@
+"""`python -m services.segmentation` / `tenure serve segmentation`: wiring only."""
+from __future__ import annotations
+
+import functools
+
+from services.core.runtime import Holder
+from services.core.server import Service, build_service, run
+from services.segmentation.engine import MODELS, Segmenter
+from services.segmentation.servicer import SegmentationServicer
+from tenure.settings import ServiceSettings
+from tenure.v1 import segmentation_pb2, segmentation_pb2_grpc
+
+SERVICE_NAME = segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService"].full_name
+
+
+def make_service(settings: ServiceSettings, address: str) -> Service:
+    holder: Holder[Segmenter] = Holder(settings.models_dir, MODELS, functools.partial(Segmenter.load, settings=settings))
+    servicer = SegmentationServicer(holder)
+    return build_service(address, [(segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server, servicer)],
+                         [SERVICE_NAME], holder, settings)
+
+
+def main(settings: ServiceSettings | None = None, port: int | None = None) -> None:
+    settings = settings or ServiceSettings.from_env()
+    run(make_service, settings, f"{settings.host}:{port if port is not None else settings.segmentation_port}",
+        "segmentation")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The `tenure` command: synth, train, serve, demo, and run (all of it, end to end)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("tenure")
+SERVICES = ("scoring", "recommendation", "segmentation")
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from tenure.data import write_shop
+    from tenure.synthetic import generate_shop
+
+    shop = generate_shop(n_customers=args.customers, seed=args.seed)
+    path = write_shop(shop, args.out)
+    print(f"synthetic shop: {len(shop.transactions):,} lines, {shop.transactions['customer_id'].nunique():,} "
+          f"customers -> {path}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from tenure.data import CANONICAL, ColumnMapping, load_cdnow, load_shop, read_shop
+    from tenure.settings import TrainSettings
+    from training.pipeline import metrics_table, train_all, train_churn
+
+    settings = TrainSettings(churn_horizon_days=args.horizon_days)
+    models = Path(args.models)
+    if args.dataset == "cdnow":
+        shop = load_cdnow(cache_dir=Path(args.data))
+        results = [train_churn(shop, models, settings, name="churn-cdnow")]
+    elif args.transactions:
+        mapping = ColumnMapping.from_json(args.mapping) if args.mapping else CANONICAL
+        shop, report = load_shop(args.transactions, mapping=mapping, customers_path=args.customers_file)
+        print(report.summary())
+        results = train_all(shop, models, settings)
+    else:
+        shop = read_shop(args.shop)
+        results = train_all(shop, models, settings)
+    print(f"\nHoldout metrics ({shop.name}; time split, never tuned on the holdout window):\n")
+    print(metrics_table(results, shop.name))
+    print()
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from tenure.settings import ServiceSettings
+
+    settings = ServiceSettings.from_env(models_dir=Path(args.models) if args.models else None,
+                                        host=args.host, ort_threads=args.ort_threads)
+    if args.service == "scoring":
+        from services.scoring.__main__ import main
+    elif args.service == "recommendation":
+        from services.recommendation.__main__ import main
+    else:
+        from services.segmentation.__main__ import main
+    main(settings, args.port)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from services.demo import run_demo
+
+    run_demo(args.scoring, args.recommendation, args.segmentation, Path(args.models))
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port")
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Synthetic shop -> train -> export -> three services -> demo client -> stop."""
+    from tenure.settings import ServiceSettings
+
+    data, models = Path(args.data), Path(args.models)
+    t0 = time.perf_counter()
+    exe = [sys.executable, "-m", "tenure.cli"]
+    if not (data / "shop" / "transactions.parquet").exists():
+        subprocess.run([*exe, "synth", "--out", str(data / "shop")], check=True)
+    subprocess.run([*exe, "train", "--shop", str(data / "shop"), "--models", str(models)], check=True)
+    subprocess.run([*exe, "train", "--dataset", "cdnow", "--data", str(data), "--models", str(models)], check=True)
+    print(f"[run] trained in {time.perf_counter() - t0:.0f}s; starting the services")
+
+    defaults = ServiceSettings()
+    ports = {name: _free_port(p) for name, p in zip(SERVICES, (defaults.scoring_port, defaults.recommendation_port,
+                                                                defaults.segmentation_port))}
+    procs = {name: subprocess.Popen([*exe, "serve", name, "--port", str(port), "--models", str(models)],
+                                    stdout=subprocess.DEVNULL if not args.verbose else None)
+             for name, port in ports.items()}
+    try:
+        from services.demo import run_demo, wait_serving
+
+        for name, port in ports.items():
+            wait_serving(f"127.0.0.1:{port}", timeout_s=120, proc=procs[name])
+            print(f"[run] {name} SERVING on 127.0.0.1:{port}")
+        run_demo(*(f"127.0.0.1:{ports[n]}" for n in SERVICES), models)
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for name, proc in procs.items():
+            code = proc.wait(timeout=30)
+            print(f"[run] {name} stopped (exit {code})")
+    print(f"[run] done in {time.perf_counter() - t0:.0f}s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=os.environ.get("TENURE_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="tenure", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate the deterministic synthetic shop")
+    p.add_argument("--out", default="data/shop")
+    p.add_argument("--customers", type=int, default=40_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("train", help="train, evaluate and export models to the repository")
+    p.add_argument("--shop", default="data/shop", help="a shop directory written by `tenure synth`")
+    p.add_argument("--dataset", choices=["shop", "cdnow"], default="shop")
+    p.add_argument("--transactions", help="a CSV/Parquet export to train on instead of --shop")
+    p.add_argument("--mapping", help="JSON column mapping for --transactions")
+    p.add_argument("--customers-file", help="optional customers CSV/Parquet for --transactions")
+    p.add_argument("--data", default="data", help="cache directory (CDNOW)")
+    p.add_argument("--models", default="models")
+    p.add_argument("--horizon-days", type=int, default=90, help="churn horizon")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("serve", help="run one gRPC service")
+    p.add_argument("service", choices=SERVICES)
+    p.add_argument("--port", type=int)
+    p.add_argument("--host")
+    p.add_argument("--models")
+    p.add_argument("--ort-threads", type=int)
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("demo", help="ask the running services about example customers")
+    p.add_argument("--scoring", default="127.0.0.1:50051")
+    p.add_argument("--recommendation", default="127.0.0.1:50052")
+    p.add_argument("--segmentation", default="127.0.0.1:50053")
+    p.add_argument("--models", default="models", help="only used to pick example customer ids")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("run", help="synthetic shop -> train -> serve -> demo -> stop")
+    p.add_argument("--data", default="data")
+    p.add_argument("--models", default="models")
+    p.add_argument("--verbose", action="store_true", help="show the services' logs")
+    p.set_defaults(func=_run)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

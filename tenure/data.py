@@ -1,0 +1,892 @@
+"""Loading a shop's history into Tenure's canonical tables.
+
+Every model in Tenure reads the same three tables, bundled in a :class:`Shop`:
+
+* transactions - one row per order line, sorted by ``ts`` then ``order_id``; columns
+  :data:`REQUIRED_COLUMNS` plus any of :data:`OPTIONAL_COLUMNS`.
+* customers (optional) - ``customer_id`` plus any of ``signup_date``, ``age``, ``gender``, ``region``.
+* products (optional) - ``product_id``, ``name``, ``category``, ``price``.
+
+Real exports are mapped onto the canonical layout with a :class:`ColumnMapping` (a JSON file is
+enough, see :meth:`ColumnMapping.from_json`). Loading never drops rows silently: every dropped row
+is counted per reason in a :class:`LoadReport`, and values that cannot be parsed raise
+:class:`~tenure.errors.DataError` naming the file, line, column and value.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tenure.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "order_id",
+    "ts",
+    "product_id",
+    "quantity",
+    "amount",
+    "is_return",
+)
+"""Columns every canonical transactions frame has, in this order."""
+
+OPTIONAL_COLUMNS: tuple[str, ...] = ("category", "channel", "store")
+"""Columns a canonical transactions frame has only when the source has them (after the required)."""
+
+CUSTOMER_COLUMNS: tuple[str, ...] = ("customer_id", "signup_date", "age", "gender", "region")
+"""Canonical customers columns; only ``customer_id`` is mandatory."""
+
+PRODUCT_COLUMNS: tuple[str, ...] = ("product_id", "name", "category", "price")
+"""Canonical products columns, all present."""
+
+STRING_DTYPE = "str"
+"""dtype of every text column (pandas' default string dtype, holding python str)."""
+
+UNKNOWN = "unknown"
+"""Stand-in for a missing category/channel/store/gender/region value, so text columns hold no NaN."""
+
+_ID_FIELDS: tuple[str, ...] = ("customer_id", "order_id", "product_id")
+_TEXT_FIELDS: tuple[str, ...] = ("category", "channel", "store")
+_CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".txt", ".txt.gz", ".tsv")
+_PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
+_TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0", "return", "returned"})
+_FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0", ""})
+_MAX_VALUE_CHARS = 40
+
+CDNOW_WHEEL = "lifetimes==0.11.3"
+_CDNOW_MEMBER = "lifetimes/datasets/CDNOW_master.txt"
+
+
+@dataclass(frozen=True, eq=False)
+class Shop:
+    """A shop's history in canonical form (see the module docstring for the columns).
+
+    ``eq=False`` because comparing DataFrames with ``==`` is ambiguous; compare frames instead.
+    """
+
+    name: str
+    transactions: pd.DataFrame
+    customers: pd.DataFrame | None
+    products: pd.DataFrame | None
+
+_OPTIONAL_MAPPING_FIELDS: tuple[str, ...] = (
+    "unit_price",
+    "amount",
+    "category",
+    "channel",
+    "store",
+    "product_name",
+    "return_flag",
+    "region",
+)
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which source column feeds each canonical field, plus parsing options.
+
+    ``unit_price`` or ``amount`` (or both) must be set: without ``amount`` the line amount is
+    ``quantity * unit_price``. Optional fields left ``None`` are simply not loaded.
+    ``region`` feeds the customers table (not transactions). ``cancel_prefix`` marks order ids
+    that are cancellations (``"C"`` in the UCI Online Retail export). ``return_flag`` names a
+    boolean-ish column (true/false, yes/no, 1/0) marking returns. With ``skip_missing_optional``
+    an optional column absent from the file is skipped instead of raising (used by
+    :data:`CANONICAL`, whose optional columns are present only sometimes).
+    """
+
+    customer_id: str
+    order_id: str
+    ts: str
+    product_id: str
+    quantity: str
+    unit_price: str | None = None
+    amount: str | None = None
+    category: str | None = None
+    channel: str | None = None
+    store: str | None = None
+    product_name: str | None = None
+    return_flag: str | None = None
+    region: str | None = None
+    cancel_prefix: str | None = None
+    date_format: str | None = None
+    dayfirst: bool = False
+    skip_missing_optional: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("customer_id", "order_id", "ts", "product_id", "quantity"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise DataError(f"column mapping: '{name}' must name a source column, got {value!r}")
+        for name in _OPTIONAL_MAPPING_FIELDS + ("cancel_prefix", "date_format"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise DataError(f"column mapping: '{name}' must be a non-empty string or null, got {value!r}")
+        for name in ("dayfirst", "skip_missing_optional"):
+            if not isinstance(getattr(self, name), bool):
+                raise DataError(f"column mapping: '{name}' must be true or false")
+        if self.unit_price is None and self.amount is None:
+            raise DataError("column mapping: set 'unit_price' or 'amount' (or both)")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ColumnMapping:
+        """Build a mapping from a dict of field -> source column (keys starting with ``_`` are comments)."""
+        known = {f.name for f in fields(cls)}
+        items = {k: v for k, v in data.items() if not str(k).startswith("_")}
+        unknown = sorted(set(items) - known)
+        if unknown:
+            raise DataError(f"column mapping: unknown keys {unknown}; known keys are {sorted(known)}")
+        missing = [n for n in ("customer_id", "order_id", "ts", "product_id", "quantity") if n not in items]
+        if missing:
+            raise DataError(f"column mapping: missing required keys {missing}")
+        return cls(**items)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> ColumnMapping:
+        """Read a mapping from a JSON object file, e.g. ``{"customer_id": "CustomerID", ...}``."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read column mapping: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: column mapping is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise DataError(f"{path}: column mapping must be a JSON object")
+        try:
+            return cls.from_dict(data)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mapping as a JSON-ready dict (round-trips through :meth:`from_dict`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+
+ONLINE_RETAIL = ColumnMapping(
+    customer_id="CustomerID",
+    order_id="InvoiceNo",
+    ts="InvoiceDate",
+    product_id="StockCode",
+    quantity="Quantity",
+    unit_price="UnitPrice",
+    product_name="Description",
+    region="Country",
+    cancel_prefix="C",
+)
+"""The UCI Online Retail export (InvoiceNo, StockCode, Description, Quantity, InvoiceDate,
+UnitPrice, CustomerID, Country). Country becomes the customer's region."""
+
+CANONICAL = ColumnMapping(
+    customer_id="customer_id",
+    order_id="order_id",
+    ts="ts",
+    product_id="product_id",
+    quantity="quantity",
+    amount="amount",
+    category="category",
+    channel="channel",
+    store="store",
+    return_flag="is_return",
+    skip_missing_optional=True,
+)
+"""Identity mapping for files already in canonical form (optional columns used when present)."""
+
+
+@dataclass
+class LoadReport:
+    """What happened to the rows of one loaded file."""
+
+    rows_read: int
+    rows_loaded: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    returns: int = 0
+    source: str = ""
+
+    def summary(self) -> str:
+        """One line: rows read/loaded, drops per reason, returns."""
+        drops = ", ".join(f"{k}={v:,}" for k, v in sorted(self.dropped.items())) or "none"
+        prefix = f"{self.source}: " if self.source else ""
+        return (
+            f"{prefix}read {self.rows_read:,} rows, loaded {self.rows_loaded:,} "
+            f"(dropped: {drops}); {self.returns:,} return lines"
+        )
+
+
+@dataclass(frozen=True)
+class _Where:
+    """How to name a row of a source in error messages."""
+
+    name: str
+    first_line: int  # line/row number of the first data row
+    unit: str  # "line" for text files, "row" for Parquet
+
+    def at(self, index_label: Any) -> str:
+        return f"{self.name}: {self.unit} {int(index_label) + self.first_line}"
+
+
+def _short(value: Any) -> str:
+    text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
+
+
+def _fail_first(
+    bad: pd.Series, raw: pd.Series, where: _Where, column: str, what: str, hint: str = ""
+) -> None:
+    """Raise DataError for the first True in ``bad`` (a mask aligned with ``raw``)."""
+    hits = np.flatnonzero(bad.to_numpy(dtype=bool, na_value=True))
+    if hits.size == 0:
+        return
+    pos = int(hits[0])
+    value = raw.iloc[pos]
+    more = f" ({hits.size:,} bad values in this column)" if hits.size > 1 else ""
+    text = _short(value)
+    problem = f"missing {what}" if text.strip() == "" else f"cannot parse '{text}' as {what}"
+    raise DataError(f"{where.at(bad.index[pos])}, column '{column}': {problem}{more}{hint}")
+
+
+def _to_text(s: pd.Series) -> pd.Series:
+    """Values as stripped python str (NaN stays NaN; empty strings become NaN)."""
+    missing = s.isna()
+    out = s.astype(STRING_DTYPE).str.strip()
+    return out.mask(missing | (out == ""))
+
+
+def _to_id(s: pd.Series) -> pd.Series:
+    """Ids as str; '12346.0' (an integer that went through a float) becomes '12346'."""
+    if pd.api.types.is_float_dtype(s.dtype):
+        finite = s.notna()
+        integral = finite & (s == np.floor(s.fillna(0)))
+        if bool(integral[finite].all()):
+            s = s.astype("Int64")
+    out = _to_text(s)
+    return out.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+
+
+def _parse_datetime(
+    raw: pd.Series,
+    where: _Where,
+    column: str,
+    date_format: str | None,
+    dayfirst: bool,
+    allow_missing: bool = False,
+) -> pd.Series:
+    """Naive datetime64[ns]; timezone-aware values are converted to UTC first."""
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        parsed = raw
+        present = raw.notna()
+    else:
+        text = _to_text(raw)
+        present = text.notna()
+        try:
+            parsed = pd.to_datetime(text, errors="coerce", format=date_format, dayfirst=dayfirst)
+        except (ValueError, TypeError) as exc:
+            # e.g. mixed timezone offsets: not one bad value, so there is no line to name
+            raise DataError(f"{where.name}, column '{column}': cannot parse dates: {exc}") from exc
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    bad = parsed.isna() & present if allow_missing else parsed.isna()
+    hint = "" if date_format else " (set date_format in the column mapping if the format is unusual)"
+    _fail_first(bad, raw, where, column, "a date", hint)
+    return parsed.astype("datetime64[ns]")
+
+
+def _parse_number(raw: pd.Series, where: _Where, column: str, what: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        raw = raw.astype("float64")
+    source = raw if pd.api.types.is_numeric_dtype(raw.dtype) else _to_text(raw)
+    parsed = pd.to_numeric(source, errors="coerce").astype("float64")
+    bad = ~np.isfinite(parsed.to_numpy(dtype="float64", na_value=np.nan))
+    _fail_first(pd.Series(bad, index=raw.index), raw, where, column, what)
+    return parsed
+
+
+def _parse_flag(raw: pd.Series, where: _Where, column: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.fillna(False).astype(bool)
+    if pd.api.types.is_numeric_dtype(raw.dtype):
+        return raw.fillna(0).astype("float64") != 0
+    low = _to_text(raw).str.lower()
+    is_true = low.isin(_TRUE_WORDS).to_numpy(dtype=bool)
+    known = is_true | low.isin(_FALSE_WORDS).to_numpy(dtype=bool) | low.isna().to_numpy()
+    _fail_first(pd.Series(~known, index=raw.index), raw, where, column, "true/false")
+    return pd.Series(is_true, index=raw.index)
+
+
+def _file_kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    raise DataError(
+        f"{path}: unsupported file type; use CSV ({', '.join(_CSV_SUFFIXES)}) "
+        f"or Parquet ({', '.join(_PARQUET_SUFFIXES)})"
+    )
+
+
+def _open_text(path: Path, encoding: str) -> Any:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding=encoding, newline="")
+    return open(path, encoding=encoding, newline="")
+
+
+def _sniff_csv(path: Path) -> tuple[str, str]:
+    """(separator, encoding) from the header line; exports come as ',', ';', tab or '|' separated."""
+    for encoding in ("utf-8-sig", "latin-1"):
+        try:
+            with _open_text(path, encoding) as fh:
+                header = fh.readline()
+            break
+        except UnicodeDecodeError:
+            continue
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read: {exc}") from exc
+    if not header.strip():
+        raise DataError(f"{path}: file is empty (no header line)")
+    sep = max((",", ";", "\t", "|"), key=header.count)
+    return sep, encoding
+
+
+def _read_columns(path: Path) -> list[str]:
+    if _file_kind(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read Parquet schema: {exc}") from exc
+    sep, encoding = _sniff_csv(path)
+    return list(pd.read_csv(path, sep=sep, nrows=0, encoding=encoding).columns)
+
+
+def _read_table(path: Path, columns: list[str]) -> tuple[pd.DataFrame, _Where]:
+    """Read ``columns`` of a CSV (all as text) or Parquet file; index = 0-based data row."""
+    if _file_kind(path) == "parquet":
+        try:
+            frame = pd.read_parquet(path, columns=columns)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read Parquet: {exc}") from exc
+        return frame.reset_index(drop=True), _Where(path.name, 1, "row")
+    sep, encoding = _sniff_csv(path)
+    try:
+        # dtype=str keeps ids as written ('00042', not 42.0); blank lines stay rows so that
+        # index + 2 is the line number quoted in error messages
+        frame = pd.read_csv(
+            path, sep=sep, usecols=columns, dtype=str, skip_blank_lines=False, encoding=encoding
+        )
+    except UnicodeDecodeError:
+        frame = pd.read_csv(
+            path, sep=sep, usecols=columns, dtype=str, skip_blank_lines=False, encoding="latin-1"
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{path}: cannot parse CSV: {exc}") from exc
+    return frame, _Where(path.name, 2, "line")
+
+
+def _resolve_columns(path: Path, mapping: ColumnMapping) -> dict[str, str]:
+    """canonical/extra field -> source column, checking that the file has them."""
+    found = _read_columns(path)
+    wanted: dict[str, str] = {
+        n: getattr(mapping, n) for n in ("customer_id", "order_id", "ts", "product_id", "quantity")
+    }
+    for name in _OPTIONAL_MAPPING_FIELDS:
+        source = getattr(mapping, name)
+        if source is None:
+            continue
+        if source not in found and mapping.skip_missing_optional:
+            continue
+        wanted[name] = source
+    missing = [f"'{src}' (for {name})" for name, src in wanted.items() if src not in found]
+    if missing:
+        raise DataError(f"{path.name}: missing column {', '.join(missing)}; columns found: {found}")
+    if "unit_price" not in wanted and "amount" not in wanted:
+        raise DataError(
+            f"{path.name}: neither unit price nor amount column present; columns found: {found}"
+        )
+    return wanted
+
+
+def _mode_per_key(keys: pd.Series, values: pd.Series, key_name: str, value_name: str) -> pd.DataFrame:
+    """Most frequent non-missing value per key (ties broken by the smaller value, deterministic)."""
+    pairs = pd.DataFrame({key_name: keys.to_numpy(), value_name: values.to_numpy()}).dropna()
+    if pairs.empty:
+        return pairs
+    counts = pairs.groupby([key_name, value_name], sort=False).size().rename("_n").reset_index()
+    counts = counts.sort_values(["_n", value_name], ascending=[False, True], kind="mergesort")
+    return counts.drop_duplicates(key_name)[[key_name, value_name]].reset_index(drop=True)
+
+
+def _load(path: Path, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFrame, LoadReport]:
+    """Canonical transactions, aligned extras (name, unit_price, region) and the report."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    wanted = _resolve_columns(path, mapping)
+    raw, where = _read_table(path, sorted(set(wanted.values())))
+    rows_read = len(raw)
+    dropped: dict[str, int] = {}
+
+    def col(name: str) -> pd.Series:
+        return raw[wanted[name]]
+
+    empty = raw.isna().all(axis=1) if raw.shape[1] else pd.Series(False, index=raw.index)
+    ids = {name: _to_id(col(name)) for name in _ID_FIELDS}
+    keep = ~empty
+    dropped["empty_row"] = int(empty.sum())
+    for name in _ID_FIELDS:
+        missing = ids[name].isna() & keep
+        dropped[f"missing_{name}"] = int(missing.sum())
+        keep &= ~missing
+    raw = raw[keep]
+    ids = {name: s[keep] for name, s in ids.items()}
+
+    ts = _parse_datetime(col("ts"), where, wanted["ts"], mapping.date_format, mapping.dayfirst)
+    quantity = _parse_number(col("quantity"), where, wanted["quantity"], "a number")
+    unit_price = (
+        _parse_number(col("unit_price"), where, wanted["unit_price"], "a price")
+        if "unit_price" in wanted
+        else None
+    )
+    amount = (
+        _parse_number(col("amount"), where, wanted["amount"], "an amount")
+        if "amount" in wanted
+        else quantity * unit_price  # type: ignore[operator]
+    )
+
+    keep = quantity != 0
+    dropped["zero_quantity"] = int((~keep).sum())
+    if unit_price is not None:
+        # UCI's "Adjust bad debt" lines: bookkeeping, not purchases
+        negative = (unit_price < 0) & keep
+        dropped["negative_price"] = int(negative.sum())
+        keep &= ~negative
+
+    is_return = quantity < 0
+    if mapping.cancel_prefix is not None:
+        is_return |= ids["order_id"].str.startswith(mapping.cancel_prefix).fillna(False).astype(bool)
+    if "return_flag" in wanted:
+        is_return |= _parse_flag(col("return_flag"), where, wanted["return_flag"])
+    is_return = is_return.astype(bool)
+    # a flagged return with a positive quantity is still money going back
+    quantity = quantity.where(~is_return, -quantity.abs())
+    amount = amount.where(~is_return, -amount.abs())
+
+    out = pd.DataFrame(
+        {
+            "customer_id": ids["customer_id"],
+            "order_id": ids["order_id"],
+            "ts": ts,
+            "product_id": ids["product_id"],
+            "quantity": quantity.astype("float64"),
+            "amount": amount.astype("float64"),
+            "is_return": is_return,
+        }
+    )
+    for name in _TEXT_FIELDS:
+        if name in wanted:
+            out[name] = _to_text(col(name)).fillna(UNKNOWN)
+    extras = pd.DataFrame(index=out.index)
+    extras["name"] = _to_text(col("product_name")) if "product_name" in wanted else pd.NA
+    extras["unit_price"] = (
+        unit_price if unit_price is not None else (amount / quantity).where(quantity != 0)
+    )
+    extras["region"] = _to_text(col("region")) if "region" in wanted else pd.NA
+
+    out = out[keep].sort_values(["ts", "order_id"], kind="mergesort")
+    extras = extras.loc[out.index].reset_index(drop=True)
+    out = _canonical_dtypes(out.reset_index(drop=True))
+
+    report = LoadReport(
+        rows_read=rows_read,
+        rows_loaded=len(out),
+        dropped={k: v for k, v in dropped.items() if v},
+        returns=int(out["is_return"].sum()),
+        source=path.name,
+    )
+    logger.info("%s", report.summary())
+    return out, extras, report
+
+
+def _canonical_dtypes(tx: pd.DataFrame) -> pd.DataFrame:
+    """Reorder columns and coerce dtypes to the canonical contract."""
+    columns = list(REQUIRED_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in tx.columns]
+    tx = tx[columns].copy()
+    for name in _ID_FIELDS + tuple(c for c in OPTIONAL_COLUMNS if c in tx.columns):
+        tx[name] = tx[name].astype(STRING_DTYPE)
+    tx["ts"] = tx["ts"].astype("datetime64[ns]")
+    tx["quantity"] = tx["quantity"].astype("float64")
+    tx["amount"] = tx["amount"].astype("float64")
+    tx["is_return"] = tx["is_return"].astype(bool)
+    return tx
+
+
+def load_transactions(
+    path: str | Path, mapping: ColumnMapping = CANONICAL
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Load one CSV (.csv, .csv.gz, .txt) or Parquet (.parquet, .pq) file as canonical transactions.
+
+    Rows without a customer/order/product id and zero-quantity rows are dropped and counted in the
+    report (about a quarter of the UCI Online Retail rows have no customer id; that is normal).
+    Negative quantities, order ids starting with ``mapping.cancel_prefix`` and rows whose
+    ``return_flag`` is true are returns (quantity and amount negative).
+
+    Raises:
+        DataError: the file is missing/unreadable, a mapped column is absent (message lists the
+            columns found) or a date/number cannot be parsed (message names file, line, column
+            and value; line numbers count the header as line 1, for Parquet rows count from 1).
+    """
+    tx, _extras, report = _load(Path(path), mapping)
+    return tx, report
+
+
+def _build_products(tx: pd.DataFrame, extras: pd.DataFrame) -> pd.DataFrame:
+    product_ids = pd.Series(tx["product_id"].unique(), name="product_id").sort_values(ignore_index=True)
+    products = pd.DataFrame({"product_id": product_ids})
+    names = _mode_per_key(tx["product_id"], extras["name"], "product_id", "name")
+    products = products.merge(names, on="product_id", how="left")
+    products["name"] = products["name"].fillna(products["product_id"])
+    if "category" in tx.columns:
+        cats = _mode_per_key(tx["product_id"], tx["category"], "product_id", "category")
+        products = products.merge(cats, on="product_id", how="left")
+        products["category"] = products["category"].fillna(UNKNOWN)
+    else:
+        products["category"] = UNKNOWN
+    positive = extras["unit_price"] > 0
+    sales = positive & ~tx["is_return"]
+    price = extras["unit_price"][sales].groupby(tx["product_id"][sales]).median()
+    # a product seen only in returns still has a price on those lines
+    any_line = extras["unit_price"][positive].groupby(tx["product_id"][positive]).median()
+    price = price.combine_first(any_line).rename("price")
+    products = products.merge(price, left_on="product_id", right_index=True, how="left")
+    for name in ("product_id", "name", "category"):
+        products[name] = products[name].astype(STRING_DTYPE)
+    products["price"] = products["price"].astype("float64")
+    return products[list(PRODUCT_COLUMNS)].reset_index(drop=True)
+
+
+def load_customers(path: str | Path) -> pd.DataFrame:
+    """Load a customers file (CSV or Parquet) with ``customer_id`` and any of
+    ``signup_date``, ``age``, ``gender``, ``region``; other columns are ignored.
+
+    Raises:
+        DataError: no customer_id column, duplicate ids, or unparseable dates/ages.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    found = _read_columns(path)
+    if "customer_id" not in found:
+        raise DataError(f"{path.name}: missing column 'customer_id'; columns found: {found}")
+    columns = [c for c in CUSTOMER_COLUMNS if c in found]
+    ignored = [c for c in found if c not in CUSTOMER_COLUMNS]
+    if ignored:
+        logger.info("%s: ignoring customer columns %s", path.name, ignored)
+    raw, where = _read_table(path, columns)
+    ids = _to_id(raw["customer_id"])
+    missing = ids.isna()
+    if bool(missing.any()):
+        logger.warning("%s: dropped %d customer rows without customer_id", path.name, int(missing.sum()))
+    raw, ids = raw[~missing], ids[~missing]
+    duplicated = ids.duplicated()
+    if bool(duplicated.any()):
+        label = duplicated.index[int(np.flatnonzero(duplicated.to_numpy())[0])]
+        raise DataError(
+            f"{where.at(label)}, column 'customer_id': duplicate customer id '{_short(ids[label])}'"
+        )
+    out = pd.DataFrame({"customer_id": ids.astype(STRING_DTYPE)})
+    if "signup_date" in columns:
+        out["signup_date"] = _parse_datetime(
+            raw["signup_date"], where, "signup_date", None, False, allow_missing=True
+        )
+    if "age" in columns:
+        age = raw["age"]
+        source = age if pd.api.types.is_numeric_dtype(age.dtype) else _to_text(age)
+        parsed_age = pd.to_numeric(source, errors="coerce").astype("float64")
+        _fail_first(parsed_age.isna() & source.notna(), age, where, "age", "a number")
+        out["age"] = parsed_age
+    for name in ("gender", "region"):
+        if name in columns:
+            out[name] = _to_text(raw[name]).fillna(UNKNOWN).astype(STRING_DTYPE)
+    return out.reset_index(drop=True)
+
+
+def load_shop(
+    transactions_path: str | Path,
+    mapping: ColumnMapping = CANONICAL,
+    customers_path: str | Path | None = None,
+    name: str | None = None,
+) -> tuple[Shop, LoadReport]:
+    """Load a shop: transactions plus derived products and customers.
+
+    Products (one per product id seen): name = most frequent ``product_name`` (the id when not
+    mapped), category = most frequent category (``"unknown"`` when not mapped), price = median
+    positive unit price of sale lines (``amount / quantity`` when no unit price column).
+    Customers: ``region`` from the mapped region column (most frequent per customer), merged with
+    the optional customers file, whose values win; ``None`` when neither is available.
+    """
+    path = Path(transactions_path)
+    tx, extras, report = _load(path, mapping)
+    products = _build_products(tx, extras)
+
+    customers: pd.DataFrame | None = None
+    if mapping.region is not None and extras["region"].notna().any():
+        customers = _mode_per_key(tx["customer_id"], extras["region"], "customer_id", "region")
+    if customers_path is not None:
+        from_file = load_customers(customers_path)
+        if customers is not None and "region" in from_file.columns:
+            merged = from_file.merge(customers, on="customer_id", how="outer", suffixes=("", "_tx"))
+            filled = merged["region"].mask(merged["region"].isna() | (merged["region"] == UNKNOWN))
+            merged["region"] = filled.fillna(merged["region_tx"]).fillna(UNKNOWN)
+            customers = merged.drop(columns="region_tx")
+        elif customers is not None:
+            customers = from_file.merge(customers, on="customer_id", how="outer")
+        else:
+            customers = from_file
+    if customers is not None:
+        customers = customers.sort_values("customer_id", ignore_index=True)
+        customers = customers[[c for c in CUSTOMER_COLUMNS if c in customers.columns]]
+        customers["customer_id"] = customers["customer_id"].astype(STRING_DTYPE)
+        for col in ("gender", "region"):
+            if col in customers.columns:
+                customers[col] = customers[col].fillna(UNKNOWN).astype(STRING_DTYPE)
+
+    shop_name = name or _stem(path)
+    return Shop(name=shop_name, transactions=tx, customers=customers, products=products), report
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(_CSV_SUFFIXES + _PARQUET_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def fetch_cdnow(cache_dir: Path = Path("data")) -> Path:
+    """Path of the CDNOW master log, fetched once into ``cache_dir/cdnow/``.
+
+    The file ships inside the ``lifetimes`` wheel on PyPI, so pip downloads that wheel (no
+    dependencies, nothing installed) and the log is extracted from it.
+
+    Raises:
+        DataError: pip failed (e.g. no network) or the wheel does not contain the file.
+    """
+    target = Path(cache_dir) / "cdnow" / "CDNOW_master.txt"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        cmd = [
+            sys.executable, "-m", "pip", "download", CDNOW_WHEEL, "--no-deps",
+            "--only-binary", ":all:", "-d", tmpdir, "-q",
+        ]  # fmt: skip
+        logger.info("fetching CDNOW: %s", " ".join(cmd))
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DataError(f"cannot fetch CDNOW: running pip failed: {exc}") from exc
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip()[-800:]
+            raise DataError(
+                f"cannot fetch CDNOW: 'pip download {CDNOW_WHEEL}' exited with {result.returncode} "
+                f"(network or index problem?): {tail}"
+            )
+        wheels = sorted(p for p in Path(tmpdir).glob("*.whl") if p.name.lower().startswith("lifetimes-"))
+        if not wheels:
+            raise DataError(f"cannot fetch CDNOW: pip did not produce a lifetimes wheel in {tmpdir}")
+        try:
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                payload = wheel.read(_CDNOW_MEMBER)
+        except (KeyError, zipfile.BadZipFile) as exc:
+            raise DataError(f"cannot fetch CDNOW: {wheels[0].name} has no {_CDNOW_MEMBER}: {exc}") from exc
+    # temp file + os.replace: a concurrent reader never sees a half-written log
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".CDNOW_master.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; the cache is shared data, not a secret
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    logger.info("CDNOW master log cached at %s (%d bytes)", target, len(payload))
+    return target
+
+
+def load_cdnow(path: str | Path | None = None, cache_dir: Path = Path("data")) -> Shop:
+    """The CDNOW master log (23,570 customers, 1997-01-01..1998-06-30) as a Shop.
+
+    Each line (customer id, YYYYMMDD, number of CDs, dollar value) is one order with one line:
+    order_id ``"{customer}-{date}-{n}"`` (n counts lines of that customer and day from 1),
+    product_id ``"CD"``. Lines with 0 CDs are dropped and counted; 0-dollar lines with CDs are
+    kept. No customers or products tables. ``path=None`` uses :func:`fetch_cdnow`.
+    """
+    path = Path(path) if path is not None else fetch_cdnow(cache_dir)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    names = ["customer_id", "date", "cds", "dollars"]
+    with open(path, encoding="latin-1") as fh:
+        first = fh.readline().split()
+    # the original log has no header; the copy in the lifetimes wheel has one
+    has_header = bool(first) and not first[0].isdigit()
+    try:
+        raw = pd.read_csv(
+            path, sep=r"\s+", header=None, names=names, dtype=str, skiprows=int(has_header)
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{path.name}: cannot parse CDNOW log: {exc}") from exc
+    where = _Where(path.name, 1 + int(has_header), "line")
+    customer = _to_id(raw["customer_id"])
+    _fail_first(customer.isna(), raw["customer_id"], where, "customer_id", "a customer id")
+    ts = _parse_datetime(raw["date"], where, "date", "%Y%m%d", False)
+    cds = _parse_number(raw["cds"], where, "cds", "a number")
+    dollars = _parse_number(raw["dollars"], where, "dollars", "an amount")
+
+    keep = cds > 0
+    date_text = _to_text(raw["date"])
+    n = pd.DataFrame({"c": customer, "d": date_text}).groupby(["c", "d"], sort=False).cumcount() + 1
+    order_id = customer + "-" + date_text + "-" + n.astype(STRING_DTYPE)
+    tx = pd.DataFrame(
+        {
+            "customer_id": customer,
+            "order_id": order_id,
+            "ts": ts,
+            "product_id": "CD",
+            "quantity": cds,
+            "amount": dollars,
+            "is_return": False,
+        }
+    )[keep]
+    tx = _canonical_dtypes(tx.sort_values(["ts", "order_id"], kind="mergesort", ignore_index=True))
+    report = LoadReport(
+        rows_read=len(raw),
+        rows_loaded=len(tx),
+        dropped={"zero_quantity": int((~keep).sum())} if bool((~keep).any()) else {},
+        returns=0,
+        source=path.name,
+    )
+    logger.info("%s", report.summary())
+    return Shop(name="cdnow", transactions=tx, customers=None, products=None)
+
+
+def validate_transactions(tx: pd.DataFrame, source: str = "transactions") -> None:
+    """Check a frame against the canonical transactions contract (columns, dtypes, no NaN, order).
+
+    Raises:
+        DataError: naming the first violated rule.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in tx.columns]
+    if missing:
+        raise DataError(f"{source}: missing columns {missing}; columns found: {list(tx.columns)}")
+    text_columns = _ID_FIELDS + tuple(c for c in OPTIONAL_COLUMNS if c in tx.columns)
+    for name in text_columns:
+        if not (pd.api.types.is_string_dtype(tx[name].dtype) or tx[name].dtype == object):
+            raise DataError(f"{source}: column '{name}' must hold strings, has dtype {tx[name].dtype}")
+    if tx["ts"].dtype != np.dtype("datetime64[ns]"):
+        raise DataError(f"{source}: column 'ts' must be naive datetime64[ns], has {tx['ts'].dtype}")
+    for name in ("quantity", "amount"):
+        if tx[name].dtype != np.dtype("float64"):
+            raise DataError(f"{source}: column '{name}' must be float64, has {tx[name].dtype}")
+    if tx["is_return"].dtype != np.dtype(bool):
+        raise DataError(f"{source}: column 'is_return' must be bool, has {tx['is_return'].dtype}")
+    for name in REQUIRED_COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if c in tx.columns):
+        n_missing = int(tx[name].isna().sum())
+        if n_missing:
+            raise DataError(f"{source}: column '{name}' has {n_missing:,} missing values")
+    ts = tx["ts"].to_numpy()
+    if ts.size > 1:
+        step = ts[1:] >= ts[:-1]
+        if not bool(step.all()):
+            raise DataError(f"{source}: not sorted by ts (row {int(np.argmin(step)) + 1})")
+        ties = np.flatnonzero(ts[1:] == ts[:-1])
+        if ties.size:
+            ids = tx["order_id"].to_numpy(dtype=object)
+            if not bool((ids[ties + 1] >= ids[ties]).all()):
+                raise DataError(f"{source}: rows with equal ts are not sorted by order_id")
+
+
+_SHOP_FILES = {
+    "transactions": "transactions.parquet",
+    "customers": "customers.parquet",
+    "products": "products.parquet",
+}
+
+
+def _atomic_parquet(frame: pd.DataFrame, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, target)
+
+
+def write_shop(shop: Shop, directory: str | Path) -> Path:
+    """Write a shop as Parquet files (+ shop.json with its name) into ``directory``; returns it.
+
+    Tables that are ``None`` are not written (and stale files from an earlier write are removed),
+    so :func:`read_shop` gives back exactly what was written.
+    """
+    directory = Path(directory)
+    validate_transactions(shop.transactions, f"shop '{shop.name}' transactions")
+    directory.mkdir(parents=True, exist_ok=True)
+    for attr, filename in _SHOP_FILES.items():
+        frame: pd.DataFrame | None = getattr(shop, attr)
+        target = directory / filename
+        if frame is None:
+            target.unlink(missing_ok=True)
+        else:
+            _atomic_parquet(frame.reset_index(drop=True), target)
+    meta = {"name": shop.name, "format": 1}
+    tmp = directory / ".shop.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, directory / "shop.json")
+    logger.info("wrote shop '%s' (%d lines) to %s", shop.name, len(shop.transactions), directory)
+    return directory
+
+
+def read_shop(directory: str | Path) -> Shop:
+    """Read a shop written by :func:`write_shop`.
+
+    Raises:
+        DataError: the directory has no shop.json or transactions.parquet.
+    """
+    directory = Path(directory)
+    meta_path = directory / "shop.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"{directory}: not a shop directory (cannot read shop.json: {exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{meta_path}: invalid JSON: {exc}") from exc
+    frames: dict[str, pd.DataFrame | None] = {}
+    for attr, filename in _SHOP_FILES.items():
+        target = directory / filename
+        if target.exists():
+            frames[attr] = pd.read_parquet(target)
+        elif attr == "transactions":
+            raise DataError(f"{directory}: missing {filename}")
+        else:
+            frames[attr] = None
+    tx = frames["transactions"]
+    assert tx is not None
+    validate_transactions(tx, str(directory / _SHOP_FILES["transactions"]))
+    return Shop(
+        name=str(meta.get("name", directory.name)),
+        transactions=tx,
+        customers=frames["customers"],
+        products=frames["products"],
+    )

@@ -1,0 +1,38 @@
+"""Domain exceptions. Services map them to gRPC status codes in one table (services/core/errors.py)."""
+from __future__ import annotations
+
+
+class TenureError(Exception):
+    """Base of every error Tenure raises on purpose."""
+
+
+class DataError(TenureError):
+    """Input data (files, columns, values) is not what was expected."""
+
+
+class ArtifactError(TenureError):
+    """A model artifact is missing, corrupt or does not match its manifest."""
+
+    def __init__(self, message: str, model: str = "") -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class ModelUnavailable(TenureError):
+    """A model the call needs is not loaded (yet)."""
+
+
+class UnknownCustomer(TenureError):
+    """A customer id the feature store does not know."""
+
+
+class UnknownProduct(TenureError):
+    """A product id the catalogue does not know."""
+
+
+class InvalidInput(TenureError):
+    """A request value is malformed: wrong feature count, NaN, out-of-range k, ..."""
+
+
+class TooLarge(TenureError):
+    """A request exceeds a configured bound (rows per batch, audience size)."""

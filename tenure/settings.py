@@ -1,0 +1,64 @@
+"""Typed settings read from the environment (prefix TENURE_). Units are part of the names."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _env_value(name: str, default: Any) -> Any:
+    raw = os.environ.get(f"TENURE_{name.upper()}")
+    if raw is None:
+        return default
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, Path):
+        return Path(raw)
+    return type(default)(raw)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Settings of one gRPC service process. Every field can be set as TENURE_<FIELD> in the env."""
+
+    models_dir: Path = Path("models")
+    """Model repository root: models/<name>/<version>/{model.onnx,manifest.json}."""
+    host: str = "127.0.0.1"
+    """Address to bind. Use 0.0.0.0 / [::] in containers."""
+    scoring_port: int = 50051
+    recommendation_port: int = 50052
+    segmentation_port: int = 50053
+    ort_threads: int = 1
+    """onnxruntime intra-op threads per session (spinning is always off)."""
+    max_batch_rows: int = 10_000
+    """Most rows in one Score request / stream chunk; larger -> RESOURCE_EXHAUSTED."""
+    max_concurrent_rpcs: int = 256
+    """Calls served at once; beyond that the server answers RESOURCE_EXHAUSTED instead of queueing."""
+    shutdown_grace_s: float = 10.0
+    """On SIGTERM: stop accepting, let in-flight calls finish for this long."""
+    churn_band_medium: float = 0.33
+    churn_band_high: float = 0.66
+    reload_interval_s: float = 0.0
+    """Poll the repository for newer versions every N seconds (0 = load once at start)."""
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "ServiceSettings":
+        values = {f.name: _env_value(f.name, f.default) for f in fields(cls)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training knobs (the CLI flags map onto these)."""
+
+    churn_horizon_days: int = 90
+    propensity_horizon_days: int = 30
+    active_window_days: int = 365
+    """Churn is modelled for customers with an order in this many days before the cutoff."""
+    n_candidates_train: int = 100
+    n_candidates_eval: int = 200
+    propensity_train_customers: int = 10_000
+    seed: int = 7
+    lgbm_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))

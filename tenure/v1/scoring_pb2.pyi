@@ -1,0 +1,98 @@
+from tenure.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RiskBand(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RISK_BAND_UNSPECIFIED: _ClassVar[RiskBand]
+    RISK_BAND_LOW: _ClassVar[RiskBand]
+    RISK_BAND_MEDIUM: _ClassVar[RiskBand]
+    RISK_BAND_HIGH: _ClassVar[RiskBand]
+RISK_BAND_UNSPECIFIED: RiskBand
+RISK_BAND_LOW: RiskBand
+RISK_BAND_MEDIUM: RiskBand
+RISK_BAND_HIGH: RiskBand
+
+class ScoreRequest(_message.Message):
+    __slots__ = ("customers",)
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    customers: _containers.RepeatedCompositeFieldContainer[_common_pb2.CustomerRef]
+    def __init__(self, customers: _Optional[_Iterable[_Union[_common_pb2.CustomerRef, _Mapping]]] = ...) -> None: ...
+
+class Scores(_message.Message):
+    __slots__ = ("churn_probability", "churn_band", "lookalike_score", "churn_horizon_days")
+    CHURN_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    CHURN_BAND_FIELD_NUMBER: _ClassVar[int]
+    LOOKALIKE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    CHURN_HORIZON_DAYS_FIELD_NUMBER: _ClassVar[int]
+    churn_probability: float
+    churn_band: RiskBand
+    lookalike_score: float
+    churn_horizon_days: int
+    def __init__(self, churn_probability: _Optional[float] = ..., churn_band: _Optional[_Union[RiskBand, str]] = ..., lookalike_score: _Optional[float] = ..., churn_horizon_days: _Optional[int] = ...) -> None: ...
+
+class CustomerScore(_message.Message):
+    __slots__ = ("customer_id", "scores", "error")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    scores: Scores
+    error: _common_pb2.RowError
+    def __init__(self, customer_id: _Optional[str] = ..., scores: _Optional[_Union[Scores, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.RowError, _Mapping]] = ...) -> None: ...
+
+class ScoreResponse(_message.Message):
+    __slots__ = ("results", "models")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CustomerScore]
+    models: _containers.RepeatedCompositeFieldContainer[_common_pb2.ModelVersion]
+    def __init__(self, results: _Optional[_Iterable[_Union[CustomerScore, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ...) -> None: ...
+
+class ScoreChunk(_message.Message):
+    __slots__ = ("chunk_id", "customer_ids", "features")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: int
+    customer_ids: _containers.RepeatedScalarFieldContainer[str]
+    features: _common_pb2.FeatureMatrix
+    def __init__(self, chunk_id: _Optional[int] = ..., customer_ids: _Optional[_Iterable[str]] = ..., features: _Optional[_Union[_common_pb2.FeatureMatrix, _Mapping]] = ...) -> None: ...
+
+class ScoreChunkResult(_message.Message):
+    __slots__ = ("chunk_id", "customer_ids", "churn_probability", "lookalike_score", "failures")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
+    CHURN_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    LOOKALIKE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: int
+    customer_ids: _containers.RepeatedScalarFieldContainer[str]
+    churn_probability: bytes
+    lookalike_score: bytes
+    failures: _containers.RepeatedCompositeFieldContainer[_common_pb2.RowFailure]
+    def __init__(self, chunk_id: _Optional[int] = ..., customer_ids: _Optional[_Iterable[str]] = ..., churn_probability: _Optional[bytes] = ..., lookalike_score: _Optional[bytes] = ..., failures: _Optional[_Iterable[_Union[_common_pb2.RowFailure, _Mapping]]] = ...) -> None: ...
+
+class GetModelInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("customer_features", "models", "churn_horizon_days", "snapshot_cutoff", "max_batch_rows")
+    CUSTOMER_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    CHURN_HORIZON_DAYS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_ROWS_FIELD_NUMBER: _ClassVar[int]
+    customer_features: _containers.RepeatedScalarFieldContainer[str]
+    models: _containers.RepeatedCompositeFieldContainer[_common_pb2.ModelVersion]
+    churn_horizon_days: int
+    snapshot_cutoff: str
+    max_batch_rows: int
+    def __init__(self, customer_features: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., churn_horizon_days: _Optional[int] = ..., snapshot_cutoff: _Optional[str] = ..., max_batch_rows: _Optional[int] = ...) -> None: ...

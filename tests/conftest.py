@@ -1,0 +1,114 @@
+"""Shared fixtures: a small synthetic shop trained once per session, real servers on port 0."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import grpc
+import pytest
+
+from tenure.data import Shop
+from tenure.settings import ServiceSettings, TrainSettings
+
+
+@pytest.fixture(scope="session")
+def small_shop() -> Shop:
+    from tenure.synthetic import generate_shop
+
+    return generate_shop(n_customers=4_000, seed=11, n_products=300)
+
+
+@pytest.fixture(scope="session")
+def trained_repo(small_shop: Shop, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Churn, propensity, lookalike and the feature snapshot of the small shop."""
+    from training.pipeline import train_all
+
+    repo = tmp_path_factory.mktemp("models")
+    train_all(small_shop, repo, TrainSettings(propensity_train_customers=2_000, lgbm_threads=2))
+    return repo
+
+
+class ServerThread:
+    """A service's grpc.aio server on its own event loop in a background thread."""
+
+    def __init__(self, make_service: Callable[[ServiceSettings, str], Any], settings: ServiceSettings) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.service = self.call(self._start(make_service, settings))
+        self.port: int = self.service.port
+        self.target = f"127.0.0.1:{self.port}"
+
+    async def _start(self, make_service: Callable[[ServiceSettings, str], Any], settings: ServiceSettings) -> Any:
+        service = make_service(settings, "127.0.0.1:0")
+        await service.start()
+        return service
+
+    def call(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.call(self.service.stop(0.5))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def wait_serving(target: str) -> None:
+    from services.demo import wait_serving as wait
+
+    wait(target, timeout_s=60)
+
+
+@pytest.fixture(scope="session")
+def start_server() -> Iterator[Callable[..., ServerThread]]:
+    started: list[ServerThread] = []
+
+    def start(make_service: Callable[[ServiceSettings, str], Any], repo: Path, wait: bool = True,
+              **overrides: Any) -> ServerThread:
+        settings = ServiceSettings(models_dir=repo, **overrides)
+        server = ServerThread(make_service, settings)
+        started.append(server)
+        if wait:
+            wait_serving(server.target)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def scoring_server(trained_repo: Path, start_server: Callable[..., ServerThread]) -> ServerThread:
+    from services.scoring.__main__ import make_service
+
+    return start_server(make_service, trained_repo)
+
+
+@pytest.fixture(scope="session")
+def recommendation_server(trained_repo: Path, start_server: Callable[..., ServerThread]) -> ServerThread:
+    from services.recommendation.__main__ import make_service
+
+    return start_server(make_service, trained_repo)
+
+
+@pytest.fixture(scope="session")
+def segmentation_server(trained_repo: Path, start_server: Callable[..., ServerThread]) -> ServerThread:
+    from services.segmentation.__main__ import make_service
+
+    return start_server(make_service, trained_repo)
+
+
+@pytest.fixture
+def channel_to() -> Iterator[Callable[[ServerThread], grpc.Channel]]:
+    channels: list[grpc.Channel] = []
+
+    def open_channel(server: ServerThread) -> grpc.Channel:
+        ch = grpc.insecure_channel(server.target)
+        channels.append(ch)
+        return ch
+
+    yield open_channel
+    for ch in channels:
+        ch.close()

@@ -1,0 +1,86 @@
+"""LightGBM -> ONNX (zipmap off) with a parity check, written into the model repository."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import onnxruntime as ort
+from onnxmltools import convert_lightgbm
+from onnxmltools.convert.common.data_types import FloatTensorType
+
+from tenure.artifacts import Manifest, write_artifact
+from tenure.errors import ArtifactError
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "features"
+PROBA_OUTPUT = "probabilities"
+PARITY_TOLERANCE = 1e-4
+"""Max |ONNX - LightGBM| allowed on held-out rows. Both see the same float32 inputs; what is left
+is float32 vs float64 accumulation of leaf values."""
+
+
+def lightgbm_to_onnx(model: lgb.LGBMClassifier, n_features: int) -> bytes:
+    onx = convert_lightgbm(
+        model, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))], zipmap=False
+    )
+    return onx.SerializeToString()
+
+
+def onnx_positive_proba(onnx_bytes: bytes, X: np.ndarray) -> np.ndarray:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+    return sess.run([PROBA_OUTPUT], {INPUT_NAME: np.ascontiguousarray(X, dtype=np.float32)})[0][:, 1]
+
+
+def parity(model: lgb.LGBMClassifier, onnx_bytes: bytes, X: np.ndarray) -> float:
+    """Max abs difference between ONNX and LightGBM P(class 1) on the given rows."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    expected = model.predict_proba(X)[:, 1]
+    got = onnx_positive_proba(onnx_bytes, X)
+    return float(np.max(np.abs(expected - got))) if len(X) else 0.0
+
+
+def export_binary(
+    repo: Path,
+    name: str,
+    model: lgb.LGBMClassifier,
+    feature_names: list[str],
+    X_check: np.ndarray,
+    *,
+    metrics: dict[str, Any],
+    training_window: dict[str, str],
+    params: dict[str, Any] | None = None,
+    data_fingerprint: str = "",
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
+    """Convert, check parity on X_check (held-out rows), write models/<name>/<version>/."""
+    onnx_bytes = lightgbm_to_onnx(model, len(feature_names))
+    diff = parity(model, onnx_bytes, X_check)
+    if not diff <= PARITY_TOLERANCE:
+        raise ArtifactError(f"{name}: ONNX differs from LightGBM by {diff:.2e} (> {PARITY_TOLERANCE})", model=name)
+    metrics = {**metrics, "onnx_parity_max_abs_diff": diff, "onnx_parity_rows": int(len(X_check))}
+    manifest = Manifest(
+        name=name,
+        kind="lightgbm-binary",
+        features=list(feature_names),
+        inputs=[{"name": INPUT_NAME, "dtype": "float32", "shape": [-1, len(feature_names)]}],
+        outputs=[{"name": PROBA_OUTPUT, "dtype": "float32", "shape": [-1, 2], "use_column": 1}],
+        training_window=training_window,
+        metrics=metrics,
+        params={"lightgbm": {k: v for k, v in model.get_params().items() if _jsonable(v)},
+                "best_iteration": int(model.best_iteration_ or model.n_estimators), **(params or {})},
+        data_fingerprint=data_fingerprint,
+    )
+    files: dict[str, bytes | Path] = {"model.onnx": onnx_bytes, **(extra_files or {})}
+    path = write_artifact(repo, manifest, files)
+    log.info("exported %s -> %s (parity %.1e on %d rows)", name, path, diff, len(X_check))
+    return path
+
+
+def _jsonable(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))

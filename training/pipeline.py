@@ -1,0 +1,142 @@
+"""Train every model of a shop, export them to ONNX and write the serving feature snapshot."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tenure.artifacts import Manifest
+from tenure.data import Shop
+from tenure.features import FeatureSpace, PAIR_FEATURES, AffinityState, product_table
+from tenure.settings import TrainSettings
+from tenure.store import Catalog, FeatureSnapshot
+from training.churn import ChurnModel
+from training.export import export_binary
+from training.lookalike import VALUE_FEATURES, LookalikeModel, default_seed
+from training.propensity import PropensityModel
+
+log = logging.getLogger(__name__)
+
+
+def data_end(shop: Shop) -> pd.Timestamp:
+    """The day after the last transaction: the cutoff of the serving snapshot."""
+    return shop.transactions["ts"].max().normalize() + pd.Timedelta(days=1)
+
+
+def fingerprint(shop: Shop) -> str:
+    tx = shop.transactions
+    h = pd.util.hash_pandas_object(tx[["customer_id", "order_id", "ts", "product_id", "amount"]], index=False)
+    return f"{len(tx)}-{int(h.to_numpy().sum(dtype=np.uint64)):016x}"
+
+
+def _window(start: pd.Timestamp, cutoff: pd.Timestamp, label_end: pd.Timestamp) -> dict[str, str]:
+    return {"data_start": str(start.date()), "cutoff": str(cutoff.date()), "label_end": str(label_end.date())}
+
+
+def train_churn(shop: Shop, repo: Path, settings: TrainSettings, name: str = "churn",
+                space: FeatureSpace | None = None) -> dict[str, Any]:
+    space = space or FeatureSpace.fit(shop)
+    arrays = space.encode(shop)
+    end = data_end(shop)
+    start = shop.transactions["ts"].min()
+    t0 = time.perf_counter()
+    model = ChurnModel(settings.churn_horizon_days, settings.active_window_days, seed=settings.seed,
+                       threads=settings.lgbm_threads).fit(shop, space, arrays, end)
+    metrics = model.evaluate(shop, arrays)
+    metrics["train_rows"] = model.train_rows_
+    metrics["train_seconds"] = round(time.perf_counter() - t0, 1)
+    path = export_binary(
+        repo, name, model.model_, space.names, model.holdout_.X[:5_000],
+        metrics=metrics,
+        training_window={**_window(start, model.train_cutoffs_[0], model.train_cutoffs_[0] + pd.Timedelta(days=settings.churn_horizon_days)),
+                         "train_cutoffs": ",".join(str(c.date()) for c in model.train_cutoffs_),
+                         "holdout_cutoff": str(model.holdout_cutoff_.date()), "holdout_label_end": str(end.date())},
+        params={"horizon_days": settings.churn_horizon_days, "active_window_days": settings.active_window_days,
+                "dataset": shop.name},
+        data_fingerprint=fingerprint(shop),
+    )
+    return {"name": name, "path": str(path), "metrics": metrics}
+
+
+def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None) -> list[dict[str, Any]]:
+    """Churn, propensity and lookalike models plus the feature snapshot, all into `repo`."""
+    settings = settings or TrainSettings()
+    repo = Path(repo)
+    t0 = time.perf_counter()
+    space = FeatureSpace.fit(shop)
+    arrays = space.encode(shop)
+    end = data_end(shop)
+    start = shop.transactions["ts"].min()
+    fp = fingerprint(shop)
+    log.info("encoded %s: %d customers, %d products, %d features (%.1fs)", shop.name, arrays.n_customers,
+             arrays.n_products, len(space.names), time.perf_counter() - t0)
+    results = [train_churn(shop, repo, settings, space=space)]
+
+    products = product_table(shop, arrays, space)
+    t1 = time.perf_counter()
+    prop = PropensityModel(settings.propensity_horizon_days, settings.n_candidates_train, settings.n_candidates_eval,
+                           settings.propensity_train_customers, seed=settings.seed,
+                           threads=settings.lgbm_threads).fit(shop, space, arrays, products, end)
+    pm = prop.evaluate(shop, space, arrays, products)
+    pm["train_rows"] = prop.train_rows_
+    pm["train_seconds"] = round(time.perf_counter() - t1, 1)
+    path = export_binary(
+        repo, "propensity", prop.model_, list(PAIR_FEATURES), prop.check_rows_, metrics=pm,
+        training_window=_window(start, prop.train_cutoff_, prop.holdout_cutoff_) | {"holdout_label_end": str(end.date())},
+        params={"horizon_days": settings.propensity_horizon_days, "n_candidates": settings.n_candidates_eval},
+        data_fingerprint=fp,
+    )
+    results.append({"name": "propensity", "path": str(path), "metrics": pm})
+
+    # Serving snapshot at the end of the data: the features every service reads.
+    codes, X = space.customer_features(arrays, end, shop.customers)
+    affinity = AffinityState.build(arrays, end, product_cat=products["cat_code"].to_numpy(np.int64),
+                                   price=products["price"].to_numpy(np.float64)).select_rows(codes)
+    catalog = Catalog(arrays.product_ids, products["name"].to_numpy(object), products["category"].to_numpy(object),
+                      products["price"].to_numpy(np.float64))
+    snapshot = FeatureSnapshot(cutoff=end, space=space, customer_ids=arrays.customer_ids[codes], X=X,
+                               catalog=catalog, affinity=affinity, anonymous=np.median(X, axis=0).astype(np.float32))
+    spath = snapshot.save(repo, Manifest(name="features", kind="feature-snapshot", data_fingerprint=fp,
+                                         training_window={"data_start": str(start.date()), "cutoff": str(end.date())}))
+    results.append({"name": "features", "path": str(spath), "metrics": {"customers": int(len(X)), "features": len(space.names)}})
+
+    t2 = time.perf_counter()
+    seed_rows = default_seed(space.names, X)
+    look = LookalikeModel(seed=settings.seed, threads=settings.lgbm_threads).fit(space.names, X, seed_rows, exclude=VALUE_FEATURES)
+    lm = look.evaluate()
+    lm["train_seconds"] = round(time.perf_counter() - t2, 1)
+    seed_ids = "\n".join(snapshot.customer_ids[seed_rows].tolist()) + "\n"
+    path = export_binary(
+        repo, "lookalike", look.model_, look.features_, look.X_[look.holdout_rows_[:5_000]], metrics=lm,
+        training_window={"data_start": str(start.date()), "cutoff": str(end.date())},
+        params={"seed": "top 10% by spend_total", "seed_size": int(len(seed_rows)), "excluded_features": list(VALUE_FEATURES)},
+        data_fingerprint=fp, extra_files={"seed_ids.txt": seed_ids.encode()},
+    )
+    results.append({"name": "lookalike", "path": str(path), "metrics": lm})
+    log.info("trained %s in %.1fs", shop.name, time.perf_counter() - t0)
+    return results
+
+
+def metrics_table(results: list[dict[str, Any]], dataset: str) -> str:
+    """Markdown: each model's holdout metric next to its baselines."""
+    rows = ["| dataset | model | metric | model | baseline | baseline value |", "|---|---|---|---|---|---|"]
+    for r in results:
+        m, name = r["metrics"], r["name"]
+        if name.startswith("churn"):
+            for metric in ("auc", "lift_at_10pct"):
+                for base in ("recency", "bgnbd"):
+                    rows.append(f"| {dataset} | {name} | {metric} | {m[metric]:.3f} | {base} | {m[f'baseline_{base}_{metric}']:.3f} |")
+            rows.append(f"| {dataset} | {name} | brier / ece | {m['brier']:.3f} / {m['ece']:.3f} | | |")
+        elif name == "propensity":
+            for metric in ("recall_at_10", "ndcg_at_10"):
+                for base in ("popularity", "repeat"):
+                    rows.append(f"| {dataset} | recommendations | {metric} | {m[metric]:.3f} | {base} | {m[f'baseline_{base}_{metric}']:.3f} |")
+            rows.append(f"| {dataset} | recommendations | candidate_recall | {m['candidate_recall']:.3f} | | |")
+        elif name == "lookalike":
+            for metric in ("auc", "lift_at_10pct"):
+                rows.append(f"| {dataset} | lookalike | {metric} | {m[metric]:.3f} | centroid cosine | {m[f'baseline_centroid_cosine_{metric}']:.3f} |")
+    return "\n".join(rows)
