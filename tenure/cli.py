@@ -95,15 +95,19 @@ def _run(args: argparse.Namespace) -> None:
     defaults = ServiceSettings()
     ports = {name: _free_port(p) for name, p in zip(SERVICES, (defaults.scoring_port, defaults.recommendation_port,
                                                                 defaults.segmentation_port))}
-    procs = {name: subprocess.Popen([*exe, "serve", name, "--port", str(port), "--models", str(models)],
-                                    stdout=subprocess.DEVNULL if not args.verbose else None)
-             for name, port in ports.items()}
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = {}
+    for name, port in ports.items():
+        with open(logs / f"{name}.log", "ab") as out:
+            procs[name] = subprocess.Popen([*exe, "serve", name, "--port", str(port), "--models", str(models)],
+                                           stdout=out, stderr=subprocess.STDOUT)
     try:
         from services.demo import run_demo, wait_serving
 
         for name, port in ports.items():
             wait_serving(f"127.0.0.1:{port}", timeout_s=120, proc=procs[name])
-            print(f"[run] {name} SERVING on 127.0.0.1:{port}")
+            print(f"[run] {name} SERVING on 127.0.0.1:{port} (log: {logs / (name + '.log')})")
         run_demo(*(f"127.0.0.1:{ports[n]}" for n in SERVICES), models)
     finally:
         for proc in procs.values():
@@ -155,7 +159,6 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("run", help="synthetic shop -> train -> serve -> demo -> stop")
     p.add_argument("--data", default="data")
     p.add_argument("--models", default="models")
-    p.add_argument("--verbose", action="store_true", help="show the services' logs")
     p.set_defaults(func=_run)
 
     args = parser.parse_args(argv)

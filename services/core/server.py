@@ -155,7 +155,7 @@ def run(make: Callable[[ServiceSettings, str], Awaitable[Service]] | Callable[[S
         settings: ServiceSettings, address: str, banner: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
     async def main() -> None:
         service = make(settings, address)

@@ -1,4 +1,5 @@
 """Loading real exports into canonical tables: tenure.data."""
+
 from __future__ import annotations
 
 import json
@@ -114,7 +115,9 @@ def test_bad_date_names_file_line_column_and_value(tmp_path: Path) -> None:
         load_transactions(path, ONLINE_RETAIL)
     message = str(info.value)
     # header is line 1, so the 4th data row is line 5
-    assert message.startswith("orders.csv: line 5, column 'InvoiceDate': cannot parse 'yesterday' as a date")
+    assert message.startswith(
+        "orders.csv: line 5, column 'InvoiceDate': cannot parse 'yesterday' as a date"
+    )
     assert isinstance(info.value, TenureError)
 
 
@@ -175,7 +178,9 @@ def test_mapping_from_json_file(tmp_path: Path) -> None:
 
     # "10,00" is not a number: the error says where
     fixed = ColumnMapping.from_dict({**mapping.to_dict(), "return_flag": None})
-    with pytest.raises(DataError, match=r"export.txt: line 2, column 'total': cannot parse '10,00'"):
+    with pytest.raises(
+        DataError, match=r"export.txt: line 2, column 'total': cannot parse '10,00'"
+    ):
         load_transactions(export, fixed)
 
     export.write_text(export.read_text().replace("10,00", "10.00").replace("kind", "is_refund"))
@@ -201,7 +206,9 @@ def test_mapping_rejects_unknown_keys_and_missing_price() -> None:
 
 def test_parquet_round_trip(tmp_path: Path) -> None:
     path = _write(tmp_path / "orders.csv", ONLINE_RETAIL_CSV)
-    customers_file = _write(tmp_path / "customers.csv", "customer_id,signup_date,age,gender\n17850,2009-05-01,34,F\n")
+    customers_file = _write(
+        tmp_path / "customers.csv", "customer_id,signup_date,age,gender\n17850,2009-05-01,34,F\n"
+    )
     shop, _ = load_shop(path, ONLINE_RETAIL, customers_path=customers_file)
     out = write_shop(shop, tmp_path / "shop")
     assert {p.name for p in out.iterdir()} == {

@@ -1,4 +1,5 @@
 """The synthetic shop: tenure.synthetic.generate_shop."""
+
 from __future__ import annotations
 
 import numpy as np
