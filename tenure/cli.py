@@ -48,6 +48,15 @@ def _train(args: argparse.Namespace) -> None:
     print()
 
 
+def _lookalike(args: argparse.Namespace) -> None:
+    from tenure.settings import TrainSettings
+    from training.pipeline import metrics_table, train_lookalike
+
+    seed = Path(args.seed_file).read_text().split() if args.seed_file else None
+    result = train_lookalike(Path(args.models), TrainSettings(), seed, name=args.name)
+    print(metrics_table([{**result, "name": "lookalike"}], args.name))
+
+
 def _serve(args: argparse.Namespace) -> None:
     from tenure.settings import ServiceSettings
 
@@ -140,6 +149,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", default="models")
     p.add_argument("--horizon-days", type=int, default=90, help="churn horizon")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("lookalike", help="train a lookalike model for a seed audience (ids, one per line)")
+    p.add_argument("--seed-file", help="customer ids, whitespace-separated; default: top 10%% by spend")
+    p.add_argument("--name", default="lookalike", help="model name in the repository")
+    p.add_argument("--models", default="models")
+    p.set_defaults(func=_lookalike)
 
     p = sub.add_parser("serve", help="run one gRPC service")
     p.add_argument("service", choices=SERVICES)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from tenure.artifacts import Manifest
 from tenure.data import Shop
+from tenure.errors import DataError
 from tenure.features import FeatureSpace, PAIR_FEATURES, AffinityState, product_table
 from tenure.settings import TrainSettings
 from tenure.store import Catalog, FeatureSnapshot
@@ -104,21 +105,43 @@ def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None) -> 
                                          training_window={"data_start": str(start.date()), "cutoff": str(end.date())}))
     results.append({"name": "features", "path": str(spath), "metrics": {"customers": int(len(X)), "features": len(space.names)}})
 
-    t2 = time.perf_counter()
-    seed_rows = default_seed(space.names, X)
-    look = LookalikeModel(seed=settings.seed, threads=settings.lgbm_threads).fit(space.names, X, seed_rows, exclude=VALUE_FEATURES)
-    lm = look.evaluate()
-    lm["train_seconds"] = round(time.perf_counter() - t2, 1)
-    seed_ids = "\n".join(snapshot.customer_ids[seed_rows].tolist()) + "\n"
-    path = export_binary(
-        repo, "lookalike", look.model_, look.features_, look.X_[look.holdout_rows_[:5_000]], metrics=lm,
-        training_window={"data_start": str(start.date()), "cutoff": str(end.date())},
-        params={"seed": "top 10% by spend_total", "seed_size": int(len(seed_rows)), "excluded_features": list(VALUE_FEATURES)},
-        data_fingerprint=fp, extra_files={"seed_ids.txt": seed_ids.encode()},
-    )
-    results.append({"name": "lookalike", "path": str(path), "metrics": lm})
+    results.append(train_lookalike(repo, settings, snapshot=snapshot))
     log.info("trained %s in %.1fs", shop.name, time.perf_counter() - t0)
     return results
+
+
+def train_lookalike(repo: Path, settings: TrainSettings, seed_ids: list[str] | None = None,
+                    name: str = "lookalike", snapshot: FeatureSnapshot | None = None) -> dict[str, Any]:
+    """Seed-vs-rest lookalike on the serving snapshot's features.
+
+    seed_ids None: the top decile by spend, with the spend columns left out. Otherwise any list of
+    known customer ids; unknown ids are an error that names how many and a few of them.
+    """
+    snapshot = snapshot or FeatureSnapshot.load_latest(repo)
+    names, X = snapshot.feature_names, snapshot.X
+    t0 = time.perf_counter()
+    if seed_ids is None:
+        seed_rows, exclude, described = default_seed(names, X), VALUE_FEATURES, "top 10% by spend_total"
+    else:
+        rows = snapshot.rows(seed_ids)
+        unknown = [i for i, r in zip(seed_ids, rows) if r < 0]
+        if unknown:
+            raise DataError(f"lookalike seed: {len(unknown)} of {len(seed_ids)} ids are not in the feature store, "
+                            f"e.g. {unknown[:5]}")
+        seed_rows, exclude, described = np.unique(rows), (), f"{len(set(seed_ids))} given customer ids"
+        if not 0 < len(seed_rows) < len(X):
+            raise DataError(f"lookalike seed: {len(seed_rows)} customers; need at least one and fewer than all")
+    look = LookalikeModel(seed=settings.seed, threads=settings.lgbm_threads).fit(names, X, seed_rows, exclude=exclude)
+    metrics = look.evaluate()
+    metrics["train_seconds"] = round(time.perf_counter() - t0, 1)
+    seed_text = "\n".join(snapshot.customer_ids[seed_rows].tolist()) + "\n"
+    path = export_binary(
+        repo, name, look.model_, look.features_, look.X_[look.holdout_rows_[:5_000]], metrics=metrics,
+        training_window={"cutoff": str(snapshot.cutoff.date()), "features_version": snapshot.version},
+        params={"seed": described, "seed_size": int(len(seed_rows)), "excluded_features": list(exclude)},
+        extra_files={"seed_ids.txt": seed_text.encode()},
+    )
+    return {"name": name, "path": str(path), "metrics": metrics}
 
 
 def metrics_table(results: list[dict[str, Any]], dataset: str) -> str:

@@ -45,3 +45,27 @@ def test_small_shop_models_report_metrics_next_to_baselines(trained_repo: Path) 
     assert {"ndcg_at_10", "baseline_repeat_recall_at_10", "baseline_repeat_ndcg_at_10"} <= set(prop)
     look = latest_valid(trained_repo, "lookalike")[1].metrics
     assert look["auc"] > 0.5 and "baseline_centroid_cosine_auc" in look
+
+
+def test_lookalike_from_any_seed_list(trained_repo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import numpy as np
+
+    from tenure.errors import DataError
+    from tenure.store import FeatureSnapshot
+    from training.pipeline import train_lookalike
+
+    repo = tmp_path / "repo"
+    shutil.copytree(trained_repo / "features", repo / "features")
+    snap = FeatureSnapshot.load_latest(repo)
+    # Seed: the customers who bought most often in the Coffee category.
+    share = snap.X[:, snap.feature_names.index("cat_share_Coffee")]
+    seed = [str(c) for c in snap.customer_ids[np.argsort(-share)[:200]]]
+    result = train_lookalike(repo, TrainSettings(lgbm_threads=2), seed, name="coffee-lovers")
+    vdir, manifest = latest_valid(repo, "coffee-lovers")
+    assert (vdir / "seed_ids.txt").read_text().split() == sorted(seed, key=lambda c: snap.index[c])
+    assert manifest.params["seed_size"] == 200 and "cat_share_Coffee" in manifest.features
+    assert result["metrics"]["auc"] > 0.8
+    with pytest.raises(DataError, match="1 of 2 ids"):
+        train_lookalike(repo, TrainSettings(), [seed[0], "nobody"], name="bad")
