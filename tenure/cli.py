@@ -77,6 +77,17 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(args.scoring, args.recommendation, args.segmentation, Path(args.models))
 
 
+def _health(args: argparse.Namespace) -> None:
+    from services.demo import wait_serving
+
+    try:
+        wait_serving(args.target, timeout_s=args.timeout_s)
+    except (TimeoutError, RuntimeError) as err:
+        print(err, file=sys.stderr)
+        raise SystemExit(1) from err
+    print(f"{args.target} SERVING")
+
+
 def _free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as s:
@@ -170,6 +181,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--segmentation", default="127.0.0.1:50053")
     p.add_argument("--models", default="models", help="only used to pick example customer ids")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("health", help="exit 0 when the service at TARGET reports SERVING")
+    p.add_argument("target", help="host:port")
+    p.add_argument("--timeout-s", type=float, default=3.0)
+    p.set_defaults(func=_health)
 
     p = sub.add_parser("run", help="synthetic shop -> train -> serve -> demo -> stop")
     p.add_argument("--data", default="data")
