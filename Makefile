@@ -9,7 +9,7 @@ DATA_DIR ?= data
 MODELS_DIR ?= models
 PROTOS := $(wildcard protos/tenure/v1/*.proto)
 
-.PHONY: help venv protos check-protos data train serve demo run test test-fast clean
+.PHONY: help venv protos lint data train run test test-fast clean
 
 help:
 	@echo "make run    - venv, synthetic shop, train + export to ONNX, start the 3 services, demo client, stop"
@@ -38,7 +38,12 @@ train: data
 run: $(VENV)/.installed
 	$(PY) -m tenure.cli run --data $(DATA_DIR) --models $(MODELS_DIR)
 
-test: $(VENV)/.installed
+# Lint and types first (seconds), then the suite.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check tenure services training tests
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q -ra
 
 test-fast: $(VENV)/.installed

@@ -11,8 +11,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tenure.store import FeatureSnapshot
 from tenure.v1 import (
-    recommendation_pb2, recommendation_pb2_grpc, scoring_pb2, scoring_pb2_grpc, segmentation_pb2,
-    segmentation_pb2_grpc, common_pb2,
+    common_pb2,
+    recommendation_pb2,
+    recommendation_pb2_grpc,
+    scoring_pb2,
+    scoring_pb2_grpc,
+    segmentation_pb2,
+    segmentation_pb2_grpc,
 )
 
 BANDS = {0: "-", 1: "low", 2: "medium", 3: "high"}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import socket
@@ -128,7 +127,8 @@ def _run(args: argparse.Namespace) -> None:
         for name, port in ports.items():
             wait_serving(f"127.0.0.1:{port}", timeout_s=120, proc=procs[name])
             print(f"[run] {name} SERVING on 127.0.0.1:{port} (log: {logs / (name + '.log')})")
-        run_demo(*(f"127.0.0.1:{ports[n]}" for n in SERVICES), models)
+        scoring, recommendation, segmentation = (f"127.0.0.1:{ports[n]}" for n in SERVICES)
+        run_demo(scoring, recommendation, segmentation, models)
     finally:
         for proc in procs.values():
             proc.terminate()

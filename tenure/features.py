@@ -262,8 +262,7 @@ class FeatureSpace:
         T = to_days(pd.Timestamp(cutoff))
         C = arrays.n_customers
         om = arrays.o_t < T
-        oc, ot, ov, ol, och = (arrays.o_cust[om], arrays.o_t[om], arrays.o_value[om],
-                               arrays.o_lines[om], arrays.o_chan[om])
+        oc, ot, och = arrays.o_cust[om], arrays.o_t[om], arrays.o_chan[om]
         n_orders = np.bincount(oc, minlength=C).astype(np.float64)
         present = np.flatnonzero(n_orders > 0)
 
@@ -525,12 +524,11 @@ class AffinityState:
 def _co_purchase(arrays: TxArrays, mask: np.ndarray, P: int, n_neighbours: int) -> sp.csr_matrix:
     """P(j bought in the same order | i bought), keeping each product's strongest neighbours."""
     order_codes = pd.factorize(arrays.order[mask])[0]
-    O = sp.csr_matrix((np.ones(len(order_codes), np.float32), (order_codes, arrays.prod[mask])),
+    baskets = sp.csr_matrix((np.ones(len(order_codes), np.float32), (order_codes, arrays.prod[mask])),
                       shape=(int(order_codes.max()) + 1 if len(order_codes) else 0, P))
-    O.data[:] = 1.0
-    O.sum_duplicates()
-    O.data[:] = 1.0
-    co = (O.T @ O).tocsr()
+    baskets.sum_duplicates()
+    baskets.data[:] = 1.0  # an order holds a product or not, whatever the line count
+    co = (baskets.T @ baskets).tocsr()
     item_orders = np.asarray(co.diagonal()).astype(np.float64)
     co.setdiag(0)
     co.eliminate_zeros()

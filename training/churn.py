@@ -19,7 +19,7 @@ from tenure.data import Shop
 from tenure.features import FeatureSpace, TxArrays, to_days
 from training import metrics as M
 from training.btyd import BetaGeoFitter, rfm_summary
-from training.lgbm import fit_classifier
+from training.lgbm import fit_classifier, positive_proba
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class ChurnModel:
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.predict_proba(X)[:, 1]
+        return positive_proba(self.model_, X)
 
     def evaluate(self, shop: Shop, arrays: TxArrays) -> dict[str, Any]:
         """Holdout metrics of the model next to the recency-only and BG/NBD baselines."""

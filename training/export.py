@@ -13,6 +13,7 @@ from onnxmltools.convert.common.data_types import FloatTensorType
 
 from tenure.artifacts import Manifest, write_artifact
 from tenure.errors import ArtifactError
+from training.lgbm import positive_proba
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def onnx_positive_proba(onnx_bytes: bytes, X: np.ndarray) -> np.ndarray:
 def parity(model: lgb.LGBMClassifier, onnx_bytes: bytes, X: np.ndarray) -> float:
     """Max abs difference between ONNX and LightGBM P(class 1) on the given rows."""
     X = np.ascontiguousarray(X, dtype=np.float32)
-    expected = model.predict_proba(X)[:, 1]
+    expected = positive_proba(model, X)
     got = onnx_positive_proba(onnx_bytes, X)
     return float(np.max(np.abs(expected - got))) if len(X) else 0.0
 

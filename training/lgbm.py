@@ -45,3 +45,8 @@ def fit_classifier(
         callbacks=[lgb.early_stopping(50, verbose=False)],
     )
     return model
+
+
+def positive_proba(model: lgb.LGBMClassifier, X: np.ndarray) -> np.ndarray:
+    """P(class 1) per row."""
+    return np.asarray(model.predict_proba(X))[:, 1]

@@ -14,7 +14,7 @@ import lightgbm as lgb
 import numpy as np
 
 from training import metrics as M
-from training.lgbm import fit_classifier
+from training.lgbm import fit_classifier, positive_proba
 
 VALUE_FEATURES = ("spend_total", "avg_order_value", "spend_180d", "spend_prev_180d", "avg_unit_price")
 
@@ -50,12 +50,12 @@ class LookalikeModel:
         return self
 
     def predict(self, X_full: np.ndarray) -> np.ndarray:
-        return self.model_.predict_proba(X_full[:, self.columns_])[:, 1]
+        return positive_proba(self.model_, X_full[:, self.columns_])
 
     def evaluate(self) -> dict[str, Any]:
         h = self.holdout_rows_
         y, Xm = self.y_[h], self.X_[h]
-        p = self.model_.predict_proba(Xm)[:, 1]
+        p = positive_proba(self.model_, Xm)
         train = np.setdiff1d(np.arange(len(self.y_)), h)
         mu, sd = self.X_[train].mean(axis=0), self.X_[train].std(axis=0) + 1e-9
         centroid = ((self.X_[train][self.y_[train] == 1] - mu) / sd).mean(axis=0)

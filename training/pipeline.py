@@ -12,7 +12,7 @@ import pandas as pd
 from tenure.artifacts import Manifest
 from tenure.data import Shop
 from tenure.errors import DataError
-from tenure.features import FeatureSpace, PAIR_FEATURES, AffinityState, product_table
+from tenure.features import PAIR_FEATURES, AffinityState, FeatureSpace, product_table
 from tenure.settings import TrainSettings
 from tenure.store import Catalog, FeatureSnapshot
 from training.churn import ChurnModel
@@ -120,6 +120,7 @@ def train_lookalike(repo: Path, settings: TrainSettings, seed_ids: list[str] | N
     snapshot = snapshot or FeatureSnapshot.load_latest(repo)
     names, X = snapshot.feature_names, snapshot.X
     t0 = time.perf_counter()
+    exclude: tuple[str, ...]
     if seed_ids is None:
         seed_rows, exclude, described = default_seed(names, X), VALUE_FEATURES, "top 10% by spend_total"
     else:

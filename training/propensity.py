@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from tenure.data import Shop
 from tenure.features import AffinityState, FeatureSpace, TxArrays, customer_columns, to_days
 from training import metrics as M
-from training.lgbm import fit_classifier
+from training.lgbm import fit_classifier, positive_proba
 
 log = logging.getLogger(__name__)
 BATCH = 1_000
@@ -93,7 +93,7 @@ class PropensityModel:
         state = self._state(shop, arrays, products, cutoff)
         model_top, cand_hits, cand_sizes = [], 0.0, []
         for rows, cand, _src, Xp in pair_batches(state, space, codes[pick], Xc[pick], self.n_candidates_eval):
-            p = self.model_.predict_proba(Xp)[:, 1].reshape(cand.shape)
+            p = positive_proba(self.model_, Xp).reshape(cand.shape)
             p = np.where(cand >= 0, p, -np.inf)
             top = np.take_along_axis(cand, M.top_k_from_scores(p, K), axis=1)
             model_top.append(top)

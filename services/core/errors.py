@@ -4,7 +4,14 @@ from __future__ import annotations
 import grpc
 
 from tenure.errors import (
-    ArtifactError, DataError, InvalidInput, ModelUnavailable, TenureError, TooLarge, UnknownCustomer, UnknownProduct,
+    ArtifactError,
+    DataError,
+    InvalidInput,
+    ModelUnavailable,
+    TenureError,
+    TooLarge,
+    UnknownCustomer,
+    UnknownProduct,
 )
 
 STATUS: dict[type[TenureError], grpc.StatusCode] = {

@@ -28,32 +28,30 @@ def grpc_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     handlers; anything unexpected becomes INTERNAL with a generic message and a logged traceback."""
     name = method.__qualname__
 
+    async def abort(err: Exception, context: grpc.aio.ServicerContext) -> None:
+        if isinstance(err, grpc.aio.AbortError):  # the handler aborted on purpose
+            raise err
+        if isinstance(err, TenureError):
+            await context.abort(*status_for(err))
+        log.error("%s failed", name, exc_info=err)
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}")
+
     if inspect.isasyncgenfunction(method):
         @functools.wraps(method)
         async def stream_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
                 async for item in method(self, request, context):
                     yield item
-            except TenureError as err:
-                await context.abort(*status_for(err))
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                log.exception("%s failed", name)
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}")
+            except Exception as err:
+                await abort(err, context)
         return stream_wrapper
 
     @functools.wraps(method)
     async def unary_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await method(self, request, context)
-        except TenureError as err:
-            await context.abort(*status_for(err))
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            log.exception("%s failed", name)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}")
+        except Exception as err:
+            await abort(err, context)
     return unary_wrapper
 
 

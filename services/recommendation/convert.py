@@ -14,7 +14,7 @@ def product(catalog: Catalog, idx: int) -> common_pb2.Product:
 def response(ranked: Ranked, catalog: Catalog, model: tuple[str, str]) -> recommendation_pb2.RecommendResponse:
     return recommendation_pb2.RecommendResponse(
         items=[recommendation_pb2.Recommendation(product=product(catalog, int(p)), score=float(s), rank=r + 1,
-                                                 source=int(src))
+                                                 source=recommendation_pb2.CandidateSource.ValueType(int(src)))
                for r, (p, s, src) in enumerate(zip(ranked.products, ranked.scores, ranked.sources))],
         model=common_pb2.ModelVersion(name=model[0], version=model[1]),
         candidates_scored=ranked.candidates_scored,

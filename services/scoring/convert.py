@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.core.errors import status_for
+from services.core.convert import model_versions, row_error
 from tenure.errors import InvalidInput, TenureError
 from tenure.v1 import common_pb2, scoring_pb2
 
@@ -37,11 +37,6 @@ def refs_to_matrix(refs: list[common_pb2.CustomerRef], n_features: int, lookup) 
     return keys, X, errors
 
 
-def row_error(err: TenureError) -> common_pb2.RowError:
-    code, message = status_for(err)
-    return common_pb2.RowError(code=code.value[0], message=message)
-
-
 def score_response(keys: list[str], churn: np.ndarray, look: np.ndarray, bands: np.ndarray,
                    errors: dict[int, TenureError], horizon_days: int,
                    versions: list[tuple[str, str]]) -> scoring_pb2.ScoreResponse:
@@ -51,10 +46,10 @@ def score_response(keys: list[str], churn: np.ndarray, look: np.ndarray, bands: 
             results.append(scoring_pb2.CustomerScore(customer_id=key, error=row_error(errors[i])))
         else:
             results.append(scoring_pb2.CustomerScore(customer_id=key, scores=scoring_pb2.Scores(
-                churn_probability=float(churn[i]), churn_band=int(bands[i]), lookalike_score=float(look[i]),
+                churn_probability=float(churn[i]), churn_band=scoring_pb2.RiskBand.ValueType(int(bands[i])), lookalike_score=float(look[i]),
                 churn_horizon_days=horizon_days)))
     return scoring_pb2.ScoreResponse(
-        results=results, models=[common_pb2.ModelVersion(name=n, version=v) for n, v in versions])
+        results=results, models=model_versions(versions))
 
 
 def chunk_matrix(chunk: scoring_pb2.ScoreChunk, n_features: int) -> np.ndarray | None:

@@ -6,12 +6,13 @@ from typing import AsyncIterator
 
 import grpc
 
+from services.core.convert import model_versions
 from services.core.runtime import Holder
 from services.core.server import grpc_errors
 from services.scoring import convert
 from services.scoring.engine import Scorer
 from tenure.errors import TooLarge
-from tenure.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
+from tenure.v1 import scoring_pb2, scoring_pb2_grpc
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
@@ -52,7 +53,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         scorer = self.holder.get()
         return scoring_pb2.ModelInfo(
             customer_features=scorer.features,
-            models=[common_pb2.ModelVersion(name=n, version=v) for n, v in scorer.versions()],
+            models=model_versions(scorer.versions()),
             churn_horizon_days=scorer.horizon_days,
             snapshot_cutoff=scorer.snapshot.cutoff.isoformat(),
             max_batch_rows=scorer.max_rows,

@@ -1,7 +1,7 @@
 """Pure conversions between segmentation protobuf messages and engine results."""
 from __future__ import annotations
 
-from services.scoring.convert import row_error
+from services.core.convert import row_error
 from services.segmentation.engine import SegmentRows
 from tenure.v1 import common_pb2, segmentation_pb2
 
@@ -14,7 +14,7 @@ def segments_response(ids: list[str], rows: SegmentRows) -> segmentation_pb2.Get
             continue
         results.append(segmentation_pb2.CustomerSegments(customer_id=cid, segments=segmentation_pb2.Segments(
             rfm=segmentation_pb2.RfmScores(recency=int(rows.r[i]), frequency=int(rows.f[i]), monetary=int(rows.m[i])),
-            rfm_segment=str(rows.segment[i]), lifecycle_stage=int(rows.stage[i]),
+            rfm_segment=str(rows.segment[i]), lifecycle_stage=segmentation_pb2.LifecycleStage.ValueType(int(rows.stage[i])),
             recency_days=float(rows.recency[i]), orders=int(rows.orders[i]), monetary=float(rows.monetary[i]))))
     return segmentation_pb2.GetSegmentsResponse(results=results)
 

@@ -10,7 +10,13 @@ import numpy as np
 from services.core.runtime import OnnxModel, column_index
 from tenure.artifacts import latest_valid
 from tenure.errors import InvalidInput, TenureError, UnknownCustomer
-from tenure.segments import DEFAULT_RFM_RULES, RfmRule, lifecycle_stage, percentile_scores, rfm_segment
+from tenure.segments import (
+    DEFAULT_RFM_RULES,
+    RfmRule,
+    lifecycle_stage,
+    percentile_scores,
+    rfm_segment,
+)
 from tenure.settings import ServiceSettings
 from tenure.store import FeatureSnapshot
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from tenure.store import FeatureSnapshot
-from tenure.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
+from tenure.v1 import scoring_pb2, scoring_pb2_grpc
 
 
 def test_serve_process_answers_and_drains_on_sigterm(trained_repo: Path) -> None:

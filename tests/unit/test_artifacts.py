@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from services.core.runtime import Holder, OnnxModel
-from tenure.artifacts import Manifest, latest_valid, load_manifest, sha256_file, versions, write_artifact
+from tenure.artifacts import (
+    Manifest,
+    latest_valid,
+    load_manifest,
+    sha256_file,
+    versions,
+    write_artifact,
+)
 from tenure.errors import ArtifactError, ModelUnavailable
 from training.export import export_binary, lightgbm_to_onnx, parity
 

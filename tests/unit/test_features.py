@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 
 from tenure.data import Shop
-from tenure.features import PAIR_FEATURES, AffinityState, FeatureSpace, customer_columns, product_table
+from tenure.features import (
+    PAIR_FEATURES,
+    AffinityState,
+    FeatureSpace,
+    customer_columns,
+    product_table,
+)
 
 CUTOFF = pd.Timestamp("2024-03-01")
 

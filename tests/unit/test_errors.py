@@ -1,0 +1,70 @@
+"""One table maps domain errors to status codes; anything else is INTERNAL without leaking details."""
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from services.core.errors import MAX_MESSAGE_CHARS, STATUS, status_for
+from services.core.server import grpc_errors
+from tenure import errors as E
+from tenure.v1 import scoring_pb2, scoring_pb2_grpc
+
+
+def test_every_domain_error_has_a_status() -> None:
+    def subclasses(cls: type) -> set[type]:
+        return {c for s in cls.__subclasses__() for c in {s} | subclasses(s)}
+    assert subclasses(E.TenureError) <= set(STATUS)
+    assert status_for(E.UnknownCustomer("x"))[0] == grpc.StatusCode.NOT_FOUND
+    assert status_for(E.InvalidInput("x"))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert status_for(E.ModelUnavailable("x"))[0] == grpc.StatusCode.UNAVAILABLE
+
+
+def test_messages_are_capped() -> None:
+    _, message = status_for(E.InvalidInput("x" * 10_000))
+    assert len(message) == MAX_MESSAGE_CHARS and message.endswith("...")
+
+
+class Buggy(scoring_pb2_grpc.ScoringServiceServicer):
+    @grpc_errors
+    async def Score(self, request, context):  # type: ignore[no-untyped-def]
+        raise KeyError("secret internal detail")
+
+    @grpc_errors
+    async def StreamScore(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        async for chunk in request_iterator:
+            if chunk.chunk_id == 1:
+                raise E.InvalidInput(f"chunk {chunk.chunk_id} is bad")
+            yield scoring_pb2.ScoreChunkResult(chunk_id=chunk.chunk_id)
+
+
+def test_unexpected_errors_become_internal_and_domain_errors_keep_their_code() -> None:
+    import asyncio
+    import threading
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server()
+        scoring_pb2_grpc.add_ScoringServiceServicer_to_server(Buggy(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = scoring_pb2_grpc.ScoringServiceStub(ch)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Score(scoring_pb2.ScoreRequest(), timeout=5)
+            assert err.value.code() == grpc.StatusCode.INTERNAL
+            assert "secret" not in err.value.details() and "Score" in err.value.details()
+            got = []
+            with pytest.raises(grpc.RpcError) as err:
+                for res in stub.StreamScore(iter([scoring_pb2.ScoreChunk(chunk_id=i) for i in range(3)]), timeout=5):
+                    got.append(res.chunk_id)
+            assert got == [0]
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "chunk 1 is bad" in err.value.details()
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
