@@ -56,11 +56,19 @@ def _lookalike(args: argparse.Namespace) -> None:
     print(metrics_table([{**result, "name": "lookalike"}], args.name))
 
 
+def _import_onnx(args: argparse.Namespace) -> None:
+    from training.export import import_onnx
+
+    names = Path(args.feature_names).read_text().split() if args.feature_names else None
+    path = import_onnx(Path(args.models), args.name, Path(args.onnx), names)
+    print(f"imported {args.onnx} as {args.name} -> {path}")
+
+
 def _serve(args: argparse.Namespace) -> None:
     from tenure.settings import ServiceSettings
 
     settings = ServiceSettings.from_env(models_dir=Path(args.models) if args.models else None,
-                                        host=args.host, ort_threads=args.ort_threads)
+                                        host=args.host, ort_threads=args.ort_threads, workers=args.workers)
     if args.service == "scoring":
         from services.scoring.__main__ import main
     elif args.service == "recommendation":
@@ -167,12 +175,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", default="models")
     p.set_defaults(func=_lookalike)
 
+    p = sub.add_parser("import-onnx", help="add an ONNX model trained elsewhere to the repository")
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--feature-names", help="file with the input's column names, whitespace-separated")
+    p.add_argument("--models", default="models")
+    p.set_defaults(func=_import_onnx)
+
     p = sub.add_parser("serve", help="run one gRPC service")
     p.add_argument("service", choices=SERVICES)
     p.add_argument("--port", type=int)
     p.add_argument("--host")
     p.add_argument("--models")
-    p.add_argument("--ort-threads", type=int)
+    p.add_argument("--ort-threads", type=int, help="onnxruntime threads per session (0: CPU quota / workers)")
+    p.add_argument("--workers", type=int, help="processes sharing the port via SO_REUSEPORT (0: one per CPU)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("demo", help="ask the running services about example customers")

@@ -36,3 +36,11 @@ class InvalidInput(TenureError):
 
 class TooLarge(TenureError):
     """A request exceeds a configured bound (rows per batch, audience size)."""
+
+
+class DeadlineExpired(TenureError):
+    """The caller's deadline passed before the work started; it was dropped, not computed."""
+
+
+class UnknownModel(TenureError):
+    """A model name or version the repository does not hold."""

@@ -30,7 +30,17 @@ class ServiceSettings:
     recommendation_port: int = 50052
     segmentation_port: int = 50053
     ort_threads: int = 1
-    """onnxruntime intra-op threads per session (spinning is always off)."""
+    """onnxruntime intra-op threads per session (spinning is always off); 0 = the CPU quota / workers."""
+    workers: int = 1
+    """Server processes sharing the port (SO_REUSEPORT); 0 = one per CPU of the quota."""
+    max_batch_rows_per_run: int = 1024
+    """Most rows the dynamic batcher puts in one onnxruntime run."""
+    max_queue_delay_us: int = 0
+    """How long the batcher may wait for more rows when a batch is not full (0: never wait)."""
+    max_queue_rows: int = 100_000
+    """Rows waiting per model beyond which calls get RESOURCE_EXHAUSTED instead of queueing."""
+    stream_window: int = 4
+    """Chunks of one bulk stream processed at once; beyond that the server stops reading (flow control)."""
     max_batch_rows: int = 10_000
     """Most rows in one Score request / stream chunk; larger -> RESOURCE_EXHAUSTED."""
     max_concurrent_rpcs: int = 256
@@ -62,3 +72,15 @@ class TrainSettings:
     propensity_train_customers: int = 10_000
     seed: int = 7
     lgbm_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+
+
+def cpu_quota() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (containers)."""
+    n = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return n

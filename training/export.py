@@ -85,3 +85,41 @@ def export_binary(
 
 def _jsonable(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str))
+
+
+ORT_TO_OIP = {
+    "tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(int64)": "INT64", "tensor(int32)": "INT32",
+    "tensor(bool)": "BOOL", "tensor(string)": "BYTES", "tensor(float16)": "FP16", "tensor(int8)": "INT8",
+    "tensor(uint8)": "UINT8", "tensor(int16)": "INT16", "tensor(uint16)": "UINT16", "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+}
+
+
+def _tensor_specs(nodes: list[Any]) -> list[dict[str, Any]]:
+    specs = []
+    for node in nodes:
+        if node.type not in ORT_TO_OIP:
+            raise ArtifactError(f"tensor {node.name!r} has type {node.type}, which Tenure does not serve")
+        shape = [d if isinstance(d, int) and d >= 0 else -1 for d in node.shape]
+        specs.append({"name": node.name, "dtype": ORT_TO_OIP[node.type], "shape": shape})
+    return specs
+
+
+def import_onnx(repo: Path, name: str, onnx_path: Path, feature_names: list[str] | None = None,
+                metrics: dict[str, Any] | None = None) -> Path:
+    """Put an ONNX model trained elsewhere into the repository, its signature read from the graph."""
+    onnx_bytes = Path(onnx_path).read_bytes()
+    try:
+        sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise ArtifactError(f"{onnx_path}: onnxruntime cannot load it ({err})", model=name) from err
+    inputs, outputs = _tensor_specs(sess.get_inputs()), _tensor_specs(sess.get_outputs())
+    width = inputs[0]["shape"][-1] if inputs[0]["shape"] else -1
+    features = feature_names or ([f"f{i}" for i in range(width)] if len(inputs) == 1 and width > 0 else [])
+    proba = next((o for o in outputs if o["name"] == PROBA_OUTPUT), None)
+    if proba is not None:
+        proba["use_column"] = 1
+    manifest = Manifest(name=name, kind="onnx", features=features, inputs=inputs,
+                        outputs=([proba] if proba else []) + [o for o in outputs if o is not proba],
+                        metrics=metrics or {}, params={"imported_from": Path(onnx_path).name})
+    return write_artifact(repo, manifest, {"model.onnx": onnx_bytes})

@@ -6,17 +6,21 @@ import grpc
 from tenure.errors import (
     ArtifactError,
     DataError,
+    DeadlineExpired,
     InvalidInput,
     ModelUnavailable,
     TenureError,
     TooLarge,
     UnknownCustomer,
+    UnknownModel,
     UnknownProduct,
 )
 
 STATUS: dict[type[TenureError], grpc.StatusCode] = {
     UnknownCustomer: grpc.StatusCode.NOT_FOUND,
     UnknownProduct: grpc.StatusCode.NOT_FOUND,
+    UnknownModel: grpc.StatusCode.NOT_FOUND,
+    DeadlineExpired: grpc.StatusCode.DEADLINE_EXCEEDED,
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     DataError: grpc.StatusCode.INVALID_ARGUMENT,
     TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,

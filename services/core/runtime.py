@@ -28,6 +28,7 @@ class OnnxModel:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3  # errors only: the converter's declared output shapes trigger warnings
         # Spinning threads burn a core while idle; on a shared 2-core box that hurts the gRPC loop.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
@@ -54,6 +55,10 @@ class OnnxModel:
         missing = [o["name"] for o in self.manifest.outputs if o["name"] not in outputs]
         if missing:
             raise ArtifactError(f"{self.name}: ONNX lacks outputs {missing}", model=self.name)
+
+    def run_all(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output of the graph, in graph order."""
+        return list(self.session.run(None, feeds))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """float32 (n, n_features) -> float32 (n,)."""
@@ -94,17 +99,23 @@ class Holder(Generic[T]):
     engine or the new one, never a mix). A broken newer artifact is logged and skipped.
     """
 
-    def __init__(self, repo: Path, names: tuple[str, ...], build: Callable[[Path], T]) -> None:
+    def __init__(self, repo: Path, names: tuple[str, ...] | Callable[[Path], tuple[str, ...]],
+                 build: Callable[[Path], T]) -> None:
         self.repo = Path(repo)
-        self.names = names
+        self._names = names
         self._build = build
         self._lock = threading.Lock()
         self.current: T | None = None
         self.loaded_key: tuple[str, ...] | None = None
         self.last_error: str = ""
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names(self.repo) if callable(self._names) else self._names
+
     def _key(self) -> tuple[str, ...]:
-        return tuple(v[0].name if (v := versions(self.repo, n)) else "" for n in self.names)
+        names = self.names
+        return names + tuple(v[0].name if (v := versions(self.repo, n)) else "" for n in names)
 
     def refresh(self) -> bool:
         """Load newer versions if there are any; True when a new engine was swapped in."""
@@ -117,15 +128,25 @@ class Holder(Generic[T]):
             except Exception as err:  # any failure keeps the engine that works
                 self.last_error = str(err)
                 log.error("loading %s failed, keeping %s: %s", self.names, self.loaded_key or "nothing", err)
-                self.loaded_key = self.loaded_key if self.current is not None else None
                 return False
             self.current, self.loaded_key, self.last_error = engine, key, ""
-            log.info("serving %s", dict(zip(self.names, key)))
+            log.info("serving %s", key)
             return True
 
     def get(self) -> T:
         engine = self.current
         if engine is None:
             detail = f": {self.last_error}" if self.last_error else ""
-            raise ModelUnavailable(f"models {', '.join(self.names)} are not loaded yet{detail}")
+            names = ", ".join(self.names) or "(none in the repository)"
+            raise ModelUnavailable(f"models {names} are not loaded yet{detail}")
         return engine
+
+
+def servable_models(repo: Path) -> tuple[str, ...]:
+    """Names in the repository whose newest version holds an ONNX model (not the feature snapshot)."""
+    names = []
+    for path in sorted(Path(repo).iterdir()) if Path(repo).is_dir() else []:
+        newest = versions(repo, path.name)
+        if newest and (newest[0] / "model.onnx").is_file():
+            names.append(path.name)
+    return tuple(names)

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import json
 import logging
+import multiprocessing
+import os
 import signal
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -17,9 +20,11 @@ from grpc_reflection.v1alpha import reflection
 from services.core.errors import status_for
 from services.core.runtime import Holder
 from tenure.errors import TenureError
-from tenure.settings import ServiceSettings
+from tenure.settings import ServiceSettings, cpu_quota
 
 log = logging.getLogger(__name__)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -56,43 +61,43 @@ def grpc_errors(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Service:
-    """A running service: the aio server, its port, health, and the model holder."""
+    """A running server: the aio server, its port, health, and one model holder per gRPC service."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, health: HealthServicer, holder: Holder[Any],
-                 service_names: Sequence[str], settings: ServiceSettings) -> None:
+    def __init__(self, server: grpc.aio.Server, port: int, health: HealthServicer,
+                 holders: dict[str, Holder[Any]], settings: ServiceSettings) -> None:
         self.server = server
         self.port = port
         self.health = health
-        self.holder = holder
-        self.service_names = list(service_names)
+        self.holders = holders
         self.settings = settings
-        self._loader: asyncio.Task[None] | None = None
+        self._loaders: list[asyncio.Task[None]] = []
 
-    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
-        for name in ["", *self.service_names]:
-            await self.health.set(name, status)
+    async def _refresh_health(self) -> None:
+        loaded = {name: h.current is not None for name, h in self.holders.items()}
+        for name, ok in loaded.items():
+            await self.health.set(name, SERVING if ok else NOT_SERVING)
+        await self.health.set("", SERVING if all(loaded.values()) else NOT_SERVING)
 
-    async def load_models(self) -> None:
-        """Load (then keep polling for newer) models; health goes SERVING after the first load."""
+    async def _load(self, holder: Holder[Any]) -> None:
+        """Load (then keep polling for newer) models; health follows what is loaded."""
         while True:
-            swapped = await asyncio.to_thread(self.holder.refresh)
-            if swapped or self.holder.current is not None:
-                await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            await asyncio.to_thread(holder.refresh)
+            await self._refresh_health()
             interval = self.settings.reload_interval_s
-            if self.holder.current is not None and interval <= 0:
+            if holder.current is not None and interval <= 0:
                 return
             await asyncio.sleep(interval if interval > 0 else 2.0)
 
     async def start(self) -> None:
-        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._refresh_health()
         await self.server.start()
-        self._loader = asyncio.create_task(self.load_models())
+        self._loaders = [asyncio.create_task(self._load(h)) for h in self.holders.values()]
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace."""
         await self.health.enter_graceful_shutdown()
-        if self._loader is not None:
-            self._loader.cancel()
+        for task in self._loaders:
+            task.cancel()
         await self.server.stop(self.settings.shutdown_grace_s if grace_s is None else grace_s)
 
 
@@ -109,22 +114,26 @@ class JsonFormatter(logging.Formatter):
 
 def build_service(
     address: str,
-    registrations: Sequence[tuple[Callable[[Any, grpc.aio.Server], None], Any]],
-    service_names: Sequence[str],
-    holder: Holder[Any],
+    registrations: Sequence[tuple[Callable[[Any, grpc.aio.Server], None], Any, str, Holder[Any]]],
     settings: ServiceSettings,
 ) -> Service:
-    """Create the server (not started) with health (NOT_SERVING) and reflection; port 0 picks one."""
+    """Create the server (not started) with health (NOT_SERVING) and reflection; port 0 picks one.
+
+    registrations: (add_XServicer_to_server, servicer, full service name, the holder it serves from).
+    """
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            # Several worker processes may share a port (settings.workers); otherwise a second
+            # server on the same port is an error, not a silent split of the traffic.
+            ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    for add, servicer in registrations:
+    for add, servicer, _, _ in registrations:
         add(servicer, server)
+    service_names = [name for _, _, name, _ in registrations]
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
@@ -133,7 +142,7 @@ def build_service(
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind {address}")
-    return Service(server, port, health, holder, service_names, settings)
+    return Service(server, port, health, {name: holder for _, _, name, holder in registrations}, settings)
 
 
 async def serve_forever(service: Service, banner: str) -> None:
@@ -149,17 +158,56 @@ async def serve_forever(service: Service, banner: str) -> None:
     await service.stop()
 
 
-def run(make: Callable[[ServiceSettings, str], Awaitable[Service]] | Callable[[ServiceSettings, str], Service],
-        settings: ServiceSettings, address: str, banner: str) -> None:
+def resolve_processes(settings: ServiceSettings) -> ServiceSettings:
+    """Workers and onnxruntime threads sized to the CPU quota, not the host's core count."""
+    quota = cpu_quota()
+    workers = settings.workers or quota
+    threads = settings.ort_threads or max(1, quota // workers)
+    return dataclasses.replace(settings, workers=workers, ort_threads=threads)
+
+
+def _configure_logging() -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
+
+def _serve_one(make: Callable[[ServiceSettings, str], Service], settings: ServiceSettings, address: str,
+               banner: str) -> None:
+    _configure_logging()
+
     async def main() -> None:
-        service = make(settings, address)
-        if inspect.isawaitable(service):
-            service = await service
-        await serve_forever(service, banner)
+        await serve_forever(make(settings, address), banner)
 
     asyncio.run(main())
 
+
+def run(make: Callable[[ServiceSettings, str], Service], settings: ServiceSettings, address: str, banner: str) -> None:
+    """Serve until SIGTERM; with settings.workers > 1, that many processes share the port."""
+    settings = resolve_processes(settings)
+    if settings.workers == 1:
+        _serve_one(make, settings, address, banner)
+        return
+    _configure_logging()
+    if address.endswith(":0"):
+        raise SystemExit("--workers > 1 needs a fixed port: each worker binds the same one (SO_REUSEPORT)")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_serve_one, args=(make, settings, address, f"{banner} worker {i}"))
+             for i in range(settings.workers)]
+    for proc in procs:
+        proc.start()
+    log.info("%s: %d workers on %s, %d onnxruntime thread(s) each", banner, settings.workers, address,
+             settings.ort_threads)
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.join()
+    codes = [proc.exitcode for proc in procs]
+    if any(codes):
+        raise SystemExit(f"workers exited with {codes}")

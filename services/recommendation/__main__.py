@@ -16,8 +16,7 @@ SERVICE_NAME = recommendation_pb2.DESCRIPTOR.services_by_name["RecommendationSer
 def make_service(settings: ServiceSettings, address: str) -> Service:
     holder: Holder[Recommender] = Holder(settings.models_dir, MODELS, functools.partial(Recommender.load, settings=settings))
     servicer = RecommendationServicer(holder)
-    return build_service(address, [(recommendation_pb2_grpc.add_RecommendationServiceServicer_to_server, servicer)],
-                         [SERVICE_NAME], holder, settings)
+    return build_service(address, [(recommendation_pb2_grpc.add_RecommendationServiceServicer_to_server, servicer, SERVICE_NAME, holder)], settings)
 
 
 def main(settings: ServiceSettings | None = None, port: int | None = None) -> None:

@@ -3,21 +3,29 @@ from __future__ import annotations
 
 import functools
 
-from services.core.runtime import Holder
+from services.core.models import ModelSet
+from services.core.runtime import Holder, servable_models
 from services.core.server import Service, build_service, run
 from services.scoring.engine import MODELS, Scorer
+from services.scoring.oip_servicer import InferenceServicer
 from services.scoring.servicer import ScoringServicer
 from tenure.settings import ServiceSettings
-from tenure.v1 import scoring_pb2, scoring_pb2_grpc
+from tenure.v1 import inference_pb2, inference_pb2_grpc, scoring_pb2, scoring_pb2_grpc
 
 SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
+OIP_SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
 def make_service(settings: ServiceSettings, address: str) -> Service:
-    holder: Holder[Scorer] = Holder(settings.models_dir, MODELS, functools.partial(Scorer.load, settings=settings))
-    servicer = ScoringServicer(holder)
-    return build_service(address, [(scoring_pb2_grpc.add_ScoringServiceServicer_to_server, servicer)],
-                         [SERVICE_NAME], holder, settings)
+    scorer: Holder[Scorer] = Holder(settings.models_dir, MODELS, functools.partial(Scorer.load, settings=settings))
+    models: Holder[ModelSet] = Holder(settings.models_dir, servable_models,
+                                      functools.partial(ModelSet.load, settings=settings))
+    return build_service(address, [
+        (scoring_pb2_grpc.add_ScoringServiceServicer_to_server, ScoringServicer(scorer, settings.stream_window),
+         SERVICE_NAME, scorer),
+        (inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
+         InferenceServicer(models, settings.max_batch_rows), OIP_SERVICE_NAME, models),
+    ], settings)
 
 
 def main(settings: ServiceSettings | None = None, port: int | None = None) -> None:

@@ -1,23 +1,36 @@
-"""ScoringService: convert, score in a worker thread, convert."""
+"""ScoringService: convert, score, convert."""
 from __future__ import annotations
 
 import asyncio
 from typing import AsyncIterator
 
 import grpc
+import numpy as np
 
 from services.core.convert import model_versions
 from services.core.runtime import Holder
 from services.core.server import grpc_errors
+from services.core.streaming import ordered_map
 from services.scoring import convert
-from services.scoring.engine import Scorer
-from tenure.errors import TooLarge
+from services.scoring.engine import RowScores, Scorer
+from tenure.errors import TenureError, TooLarge
 from tenure.v1 import scoring_pb2, scoring_pb2_grpc
+
+INLINE_MAX_ROWS = 64
+"""Up to this many rows are scored on the event loop: two onnxruntime calls on a few rows cost
+less than the hop to a worker thread. Larger requests go to a thread so the loop keeps serving."""
+
+
+async def _score(scorer: Scorer, X: np.ndarray, errors: dict[int, TenureError]) -> RowScores:
+    if len(X) <= INLINE_MAX_ROWS:
+        return scorer.score(X, errors)
+    return await asyncio.to_thread(scorer.score, X, errors)
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
-    def __init__(self, holder: Holder[Scorer]) -> None:
+    def __init__(self, holder: Holder[Scorer], stream_window: int = 4) -> None:
         self.holder = holder
+        self.stream_window = stream_window
 
     @grpc_errors
     async def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> scoring_pb2.ScoreResponse:
@@ -27,14 +40,14 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                            "(use StreamScore for bulk jobs)")
         keys, X, errors = convert.refs_to_matrix(list(request.customers), scorer.n_features, scorer.lookup)
         errors.update({i: e for i, e in scorer.check_matrix(X).items() if i not in errors})
-        scores = await asyncio.to_thread(scorer.score, X, errors)
+        scores = await _score(scorer, X, errors)
         return convert.score_response(keys, scores.churn, scores.lookalike, scorer.bands(scores.churn),
                                       scores.errors, scorer.horizon_days, scorer.versions())
 
     @grpc_errors
     async def StreamScore(self, request_iterator: AsyncIterator[scoring_pb2.ScoreChunk],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[scoring_pb2.ScoreChunkResult]:
-        async for chunk in request_iterator:
+        async def one(chunk: scoring_pb2.ScoreChunk) -> scoring_pb2.ScoreChunkResult:
             scorer = self.holder.get()
             n = len(chunk.customer_ids)
             if n > scorer.max_rows:
@@ -44,8 +57,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                 X, errors = scorer.lookup(list(chunk.customer_ids))
             else:
                 errors = scorer.check_matrix(X)
-            scores = await asyncio.to_thread(scorer.score, X, errors)
-            yield convert.chunk_result(chunk, scores.churn, scores.lookalike, scores.errors)
+            scores = await _score(scorer, X, errors)
+            return convert.chunk_result(chunk, scores.churn, scores.lookalike, scores.errors)
+
+        async for result in ordered_map(request_iterator, one, self.stream_window):
+            yield result
 
     @grpc_errors
     async def GetModelInfo(self, request: scoring_pb2.GetModelInfoRequest,

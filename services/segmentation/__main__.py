@@ -16,8 +16,7 @@ SERVICE_NAME = segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService
 def make_service(settings: ServiceSettings, address: str) -> Service:
     holder: Holder[Segmenter] = Holder(settings.models_dir, MODELS, functools.partial(Segmenter.load, settings=settings))
     servicer = SegmentationServicer(holder)
-    return build_service(address, [(segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server, servicer)],
-                         [SERVICE_NAME], holder, settings)
+    return build_service(address, [(segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server, servicer, SERVICE_NAME, holder)], settings)
 
 
 def main(settings: ServiceSettings | None = None, port: int | None = None) -> None:

@@ -1,0 +1,79 @@
+"""h2load (Debian nghttp2-client) as the gRPC load generator, driven by a pre-serialised frame.
+
+One frame file = the 5-byte gRPC prefix + one serialised request; h2load sends it on every
+stream (`--data`), so the client does no protobuf work at all. `-c CONNS -m STREAMS` keeps
+CONNS x STREAMS requests in flight (closed loop); -c 1 is one HTTP/2 connection, like one
+gRPC channel. Latency percentiles come from h2load's per-request --log-file.
+
+h2load only sees HTTP status, not grpc-status: a gRPC error is a "200 succeeded" trailers-only
+reply without a DATA frame. So every response's DATA size is known beforehand (from a checked
+call with the real client) and a request counts as OK only if its bytes arrived:
+ok = min(succeeded, data_bytes // expected_bytes). That accounting needs the counters to
+cover exactly the measured requests, and h2load's traffic counters include its own
+--warm-up-time phase, so the warm-up is a separate h2load run on its own connection(s)
+just before the measured one.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from bench.procs import CLIENT_CORE, pin
+
+
+def available() -> bool:
+    return shutil.which("h2load") is not None
+
+
+def _cmd(target: str, path: str, frame: str, conc: int, conns: int, secs: float, log: str | None) -> list[str]:
+    streams = max(1, conc // conns)
+    cmd = ["h2load", "-D", str(max(1, int(round(secs)))), "-c", str(conns), "-m", str(streams), "-t", "1",
+           f"--data={frame}", "-H", "content-type: application/grpc", "-H", "te: trailers"]
+    if log:
+        cmd.append(f"--log-file={log}")
+    return [*cmd, f"http://{target}{path}"]
+
+
+def run(target: str, path: str, frame: str, expect_bytes: int, conc: int, conns: int = 1, dur: float = 5,
+        warm: float = 1, cores: str | None = CLIENT_CORE) -> dict[str, Any]:
+    """Warm up, then measure for dur seconds; returns req/s, latency percentiles (ms) and errors."""
+    if not target.startswith("127.0.0.1:"):
+        raise ValueError("loopback targets only")
+    if conc % conns:
+        raise ValueError(f"concurrency {conc} is not a multiple of {conns} connections")
+    if warm > 0:
+        subprocess.run(pin(cores) + _cmd(target, path, frame, conc, conns, warm, None),
+                       capture_output=True, text=True, timeout=warm + 60)
+    fd, log = tempfile.mkstemp(suffix=".h2log")
+    os.close(fd)
+    try:
+        p = subprocess.run(pin(cores) + _cmd(target, path, frame, conc, conns, dur, log),
+                           capture_output=True, text=True, timeout=dur + 60)
+        out = p.stdout
+        m_req = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                          r"(\d+) errored, (\d+) timeout", out)
+        m_data = re.search(r"traffic: .*\((\d+)\) data", out)
+        if not (m_req and m_data):
+            raise RuntimeError(f"h2load output not understood (exit {p.returncode}): "
+                               f"{out[-600:]} {p.stderr[-600:]}")
+        lat = np.loadtxt(log, dtype=np.int64, ndmin=2) if os.path.getsize(log) else np.zeros((0, 3), np.int64)
+    finally:
+        os.unlink(log)
+    done, succeeded = int(m_req.group(3)), int(m_req.group(4))
+    data = int(m_data.group(1))
+    ok = min(succeeded, data // expect_bytes) if expect_bytes > 0 else succeeded
+    secs = float(max(1, int(round(dur))))
+    ms = lat[:, 2].astype(np.float64) / 1e3 if len(lat) else np.array([np.nan])
+    return {
+        "client": "h2load", "conc": conc, "conns": conns, "requests": ok, "errors": done - ok, "secs": secs,
+        "req_s": ok / secs,
+        "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+        "p999_ms": float(np.percentile(ms, 99.9)),
+        "resp_bytes_per_req": round(data / max(done, 1), 1), "expect_bytes": expect_bytes,
+    }

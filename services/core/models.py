@@ -1,0 +1,85 @@
+"""Every ONNX model of the repository, loaded for raw-tensor inference, each with its batcher."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from services.core.batching import Batcher
+from services.core.runtime import OnnxModel, servable_models
+from tenure.artifacts import latest_valid
+from tenure.errors import UnknownModel
+from tenure.settings import ServiceSettings
+from training.export import ORT_TO_OIP
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    """-1 marks a variable dimension."""
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: str
+    model: OnnxModel
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    batcher: Batcher | None
+    """Only for single-input models whose first dimension is the batch."""
+
+
+def _specs(nodes: list) -> list[TensorSpec]:  # type: ignore[type-arg]
+    return [TensorSpec(n.name, ORT_TO_OIP.get(n.type, n.type),
+                       tuple(d if isinstance(d, int) and d >= 0 else -1 for d in n.shape)) for n in nodes]
+
+
+class ModelSet:
+    """Name -> loaded model (the newest valid version of each)."""
+
+    def __init__(self, models: dict[str, ServedModel]) -> None:
+        self.models = models
+
+    @classmethod
+    def load(cls, repo: Path, settings: ServiceSettings) -> "ModelSet":
+        threads, max_batch_rows = settings.ort_threads, settings.max_batch_rows_per_run
+        models: dict[str, ServedModel] = {}
+        for name in servable_models(repo):
+            vdir, manifest = latest_valid(repo, name)
+            model = OnnxModel(vdir, manifest, threads)
+            inputs, outputs = _specs(model.session.get_inputs()), _specs(model.session.get_outputs())
+            if len(inputs) == 1 and inputs[0].shape and inputs[0].shape[0] == -1:
+                # Outputs follow the input's batch dimension, whatever the converter declared (the
+                # LightGBM converter declares "label" as [1]).
+                outputs = [TensorSpec(o.name, o.datatype, (-1, *o.shape[1:])) for o in outputs]
+            batcher = None
+            if len(inputs) == 1 and inputs[0].shape and inputs[0].shape[0] == -1:
+                input_name = inputs[0].name
+                batcher = Batcher(functools.partial(_run_one, model, input_name), max_batch_rows=max_batch_rows,
+                                  max_queue_delay_us=settings.max_queue_delay_us,
+                                  max_queue_rows=settings.max_queue_rows)
+                for rows in (1, 8, 64, max_batch_rows):  # warm the batch sizes the batcher will send
+                    model.run_all({input_name: np.zeros((rows, *[max(d, 1) for d in inputs[0].shape[1:]]),
+                                                        _NUMPY.get(inputs[0].datatype, np.float32))})
+            models[name] = ServedModel(name, manifest.version, model, inputs, outputs, batcher)
+        return cls(models)
+
+    def get(self, name: str, version: str = "") -> ServedModel:
+        served = self.models.get(name)
+        if served is None:
+            raise UnknownModel(f"model {name[:64]!r} is not loaded; loaded: {', '.join(sorted(self.models))[:400]}")
+        if version and version != served.version:
+            raise UnknownModel(f"model {name[:64]!r} has no version {version[:64]!r}; loaded: {served.version}")
+        return served
+
+
+def _run_one(model: OnnxModel, input_name: str, x: np.ndarray) -> list[np.ndarray]:
+    return model.run_all({input_name: x})
+
+
+_NUMPY = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32, "BOOL": np.bool_}

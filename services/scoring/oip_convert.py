@@ -1,0 +1,157 @@
+"""Open Inference Protocol tensors <-> numpy, strict: a request that does not match the model's
+metadata is refused with a short message saying what was expected."""
+from __future__ import annotations
+
+import struct
+from math import prod
+
+import numpy as np
+
+from services.core.models import ServedModel, TensorSpec
+from tenure.errors import InvalidInput, TooLarge
+from tenure.v1 import inference_pb2 as pb
+
+# datatype -> (numpy dtype, typed-contents field)
+DATATYPES: dict[str, tuple[str, str | None]] = {
+    "FP32": ("<f4", "fp32_contents"), "FP64": ("<f8", "fp64_contents"), "FP16": ("<f2", None),
+    "INT64": ("<i8", "int64_contents"), "INT32": ("<i4", "int_contents"), "INT16": ("<i2", "int_contents"),
+    "INT8": ("i1", "int_contents"), "UINT64": ("<u8", "uint64_contents"), "UINT32": ("<u4", "uint_contents"),
+    "UINT16": ("<u2", "uint_contents"), "UINT8": ("u1", "uint_contents"), "BOOL": ("?", "bool_contents"),
+    "BYTES": ("O", "bytes_contents"),
+}
+CONTENT_FIELDS = tuple(sorted({f for _, f in DATATYPES.values() if f}))
+NAME_CHARS = 64
+
+
+def short(text: str) -> str:
+    """Client text quoted in a message is cut short: messages stay bounded."""
+    return repr(text[:NAME_CHARS] + ("..." if len(text) > NAME_CHARS else ""))
+
+
+def _shape_text(shape: tuple[int, ...] | list[int]) -> str:
+    return "[" + ", ".join(str(d) for d in list(shape)[:8]) + (", ...]" if len(shape) > 8 else "]")
+
+
+def _check_shape(name: str, shape: list[int], spec: TensorSpec) -> None:
+    if len(shape) != len(spec.shape) or any(d < 0 for d in shape) or any(
+            want != -1 and got != want for got, want in zip(shape, spec.shape)):
+        raise InvalidInput(f"input {short(name)}: shape {_shape_text(shape)}, expected {_shape_text(spec.shape)} "
+                           "(-1 = any size)")
+    if spec.shape and spec.shape[0] == -1 and shape[0] == 0:
+        raise InvalidInput(f"input {short(name)}: shape {_shape_text(shape)} has no rows")
+
+
+def _decode_bytes(buf: bytes, n: int, name: str) -> np.ndarray:
+    """BYTES raw format: each element is a 4-byte little-endian length then the bytes."""
+    out: list[bytes] = []
+    offset = 0
+    for _ in range(n):
+        if offset + 4 > len(buf):
+            raise InvalidInput(f"input {short(name)}: raw BYTES content ends after {len(out)} of {n} elements")
+        (length,) = struct.unpack_from("<I", buf, offset)
+        offset += 4
+        if offset + length > len(buf):
+            raise InvalidInput(f"input {short(name)}: raw BYTES element {len(out)} is cut short")
+        out.append(buf[offset:offset + length])
+        offset += length
+    if offset != len(buf):
+        raise InvalidInput(f"input {short(name)}: {len(buf) - offset} bytes after the {n} BYTES elements")
+    return np.array(out, dtype=object)
+
+
+def _typed(t: pb.ModelInferRequest.InferInputTensor, spec: TensorSpec, n: int) -> np.ndarray:
+    dtype, field = DATATYPES[spec.datatype]
+    if field is None:
+        raise InvalidInput(f"input {short(t.name)}: {spec.datatype} has no typed contents; send raw_input_contents")
+    others = [f for f in CONTENT_FIELDS if f != field and len(getattr(t.contents, f))]
+    if others:
+        raise InvalidInput(f"input {short(t.name)}: values in {others[0]} for a {spec.datatype} input; expected {field}")
+    values = getattr(t.contents, field)
+    if len(values) != n:
+        raise InvalidInput(f"input {short(t.name)}: {len(values)} values in {field}, shape needs {n}")
+    return np.array(list(values), dtype=object) if dtype == "O" else np.asarray(values, dtype=dtype)
+
+
+def decode_inputs(req: pb.ModelInferRequest, served: ServedModel, max_rows: int) -> dict[str, np.ndarray]:
+    specs = {s.name: s for s in served.inputs}
+    if len(req.inputs) != len(specs):
+        raise InvalidInput(f"{len(req.inputs)} inputs for model {short(served.name)}, which takes "
+                           f"{len(specs)}: {', '.join(specs)}")
+    raw = req.raw_input_contents
+    if raw and len(raw) != len(req.inputs):
+        raise InvalidInput(f"{len(raw)} raw_input_contents entries for {len(req.inputs)} inputs; expected one per input")
+    feeds: dict[str, np.ndarray] = {}
+    for i, t in enumerate(req.inputs):
+        spec = specs.get(t.name)
+        if spec is None:
+            raise InvalidInput(f"input {short(t.name)} is not an input of model {short(served.name)}; "
+                               f"expected {', '.join(specs)}")
+        if t.name in feeds:
+            raise InvalidInput(f"input {short(t.name)} appears twice")
+        if t.datatype != spec.datatype:
+            raise InvalidInput(f"input {short(t.name)}: datatype {short(t.datatype)}, expected {spec.datatype}")
+        shape = list(t.shape)
+        _check_shape(t.name, shape, spec)
+        n = prod(shape)
+        if spec.shape and spec.shape[0] == -1 and shape[0] > max_rows:
+            raise TooLarge(f"input {short(t.name)}: {shape[0]} rows, at most {max_rows} per request")
+        if raw:
+            if t.HasField("contents") and t.contents.ByteSize():
+                raise InvalidInput(f"input {short(t.name)}: both raw_input_contents and typed contents; send one")
+            dtype = DATATYPES[spec.datatype][0]
+            if dtype == "O":
+                arr = _decode_bytes(raw[i], n, t.name)
+            else:
+                itemsize = np.dtype(dtype).itemsize
+                if len(raw[i]) != n * itemsize:
+                    raise InvalidInput(f"input {short(t.name)}: raw_input_contents[{i}] has {len(raw[i])} bytes, "
+                                       f"shape {_shape_text(shape)} of {spec.datatype} needs {n * itemsize}")
+                arr = np.frombuffer(raw[i], dtype=dtype)
+        else:
+            arr = _typed(t, spec, n)
+        feeds[t.name] = arr.reshape(shape)
+    return feeds
+
+
+def requested_outputs(req: pb.ModelInferRequest, served: ServedModel) -> list[int]:
+    """Indices (graph order) of the outputs to return: the requested ones, or all."""
+    if not req.outputs:
+        return list(range(len(served.outputs)))
+    index = {o.name: i for i, o in enumerate(served.outputs)}
+    chosen: list[int] = []
+    for o in req.outputs:
+        if o.name not in index:
+            raise InvalidInput(f"output {short(o.name)} is not an output of model {short(served.name)}; "
+                               f"expected {', '.join(index)}")
+        if index[o.name] in chosen:
+            raise InvalidInput(f"output {short(o.name)} requested twice")
+        chosen.append(index[o.name])
+    return chosen
+
+
+def _raw(arr: np.ndarray, datatype: str) -> bytes:
+    if datatype == "BYTES":
+        parts = [v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel()]
+        return b"".join(struct.pack("<I", len(p)) + p for p in parts)
+    return np.ascontiguousarray(arr, dtype=DATATYPES[datatype][0]).tobytes()
+
+
+def encode_response(req: pb.ModelInferRequest, served: ServedModel, results: list[np.ndarray],
+                    chosen: list[int]) -> pb.ModelInferResponse:
+    resp = pb.ModelInferResponse(model_name=served.name, model_version=served.version, id=req.id)
+    for i in chosen:
+        spec, arr = served.outputs[i], results[i]
+        out = resp.outputs.add()
+        out.name = spec.name
+        out.datatype = spec.datatype
+        out.shape.extend(arr.shape)
+        resp.raw_output_contents.append(_raw(arr, spec.datatype))
+    return resp
+
+
+def metadata(served: ServedModel) -> pb.ModelMetadataResponse:
+    T = pb.ModelMetadataResponse.TensorMetadata
+    return pb.ModelMetadataResponse(
+        name=served.name, versions=[served.version], platform="onnxruntime_onnx",
+        inputs=[T(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in served.inputs],
+        outputs=[T(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in served.outputs])

@@ -1,0 +1,124 @@
+"""The dynamic batcher: coalescing, splitting, deadlines, failures, bounds."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from services.core.batching import Batcher
+from tenure.errors import DeadlineExpired, TooLarge
+
+
+class Model:
+    """Doubles its input and records the batch sizes it was called with."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[int] = []
+        self.fail = fail
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        self.calls.append(len(x))
+        if self.fail:
+            raise RuntimeError("model broke")
+        return [x * 2, x.sum(axis=1)]
+
+
+def rows(i: int, n: int = 1) -> np.ndarray:
+    return np.full((n, 3), float(i), np.float32)
+
+
+def test_concurrent_requests_coalesce_and_each_gets_its_rows() -> None:
+    model = Model()
+
+    async def main() -> list[list[np.ndarray]]:
+        batcher = Batcher(model, max_batch_rows=1024)
+        return await asyncio.gather(*(batcher.submit(rows(i, 1 + i % 3)) for i in range(50)))
+
+    results = asyncio.run(main())
+    assert model.calls == [sum(1 + i % 3 for i in range(50))]  # one onnxruntime run for all 50
+    for i, (doubled, summed) in enumerate(results):
+        assert doubled.shape == (1 + i % 3, 3) and (doubled == 2 * i).all()
+        assert (summed == 3 * i).all()
+
+
+def test_batches_respect_max_rows_and_large_batches_run_off_the_loop() -> None:
+    model = Model()
+
+    async def main() -> None:
+        batcher = Batcher(model, max_batch_rows=100, inline_max_rows=10)
+        out = await asyncio.gather(*(batcher.submit(rows(i, 30)) for i in range(7)))
+        assert [o[0].shape[0] for o in out] == [30] * 7
+        assert batcher.stats.batches == len(model.calls) and batcher.stats.rows == 210
+
+    asyncio.run(main())
+    assert all(n <= 100 for n in model.calls) and sum(model.calls) == 210
+    assert model.calls[0] == 90  # three whole requests fit, the fourth waits for the next batch
+
+
+def test_expired_requests_are_dropped_before_compute() -> None:
+    model = Model()
+
+    async def main() -> None:
+        batcher = Batcher(model)
+        live = batcher.submit(rows(1))
+        dead = batcher.submit(rows(2), deadline=time.monotonic() - 0.001)
+        got = await asyncio.gather(live, dead, return_exceptions=True)
+        assert isinstance(got[1], DeadlineExpired)
+        assert (got[0][0] == 2).all()
+        assert batcher.stats.expired == 1
+
+    asyncio.run(main())
+    assert model.calls == [1]  # only the live row was computed
+
+
+def test_a_failed_batch_fails_each_caller() -> None:
+    async def main() -> None:
+        batcher = Batcher(Model(fail=True))
+        got = await asyncio.gather(*(batcher.submit(rows(i)) for i in range(3)), return_exceptions=True)
+        assert all(isinstance(g, RuntimeError) and "model broke" in str(g) for g in got)
+
+    asyncio.run(main())
+
+
+def test_bounded_queue_refuses_instead_of_growing() -> None:
+    async def main() -> None:
+        batcher = Batcher(Model(), max_queue_rows=10)
+        first = asyncio.ensure_future(batcher.submit(rows(1, 8)))
+        await asyncio.sleep(0)  # the first request is queued; its flush has not run yet
+        assert batcher._queued_rows == 8
+        with pytest.raises(TooLarge, match="queue is full"):
+            await batcher.submit(rows(2, 8))
+        assert batcher.stats.rejected == 1
+        assert (await first)[0].shape == (8, 3)
+
+    asyncio.run(main())
+
+
+def test_cancelled_callers_are_skipped() -> None:
+    model = Model()
+
+    async def main() -> None:
+        batcher = Batcher(model)
+        gone = asyncio.ensure_future(batcher.submit(rows(1, 5)))
+        stays = asyncio.ensure_future(batcher.submit(rows(2, 2)))
+        await asyncio.sleep(0)
+        gone.cancel()
+        assert (await stays)[0].shape == (2, 3)
+
+    asyncio.run(main())
+    assert model.calls == [2]
+
+
+def test_queue_delay_waits_for_more_rows_when_idle_batches_are_small() -> None:
+    model = Model()
+
+    async def main() -> None:
+        batcher = Batcher(model, max_queue_delay_us=20_000)
+        first = asyncio.ensure_future(batcher.submit(rows(1)))
+        await asyncio.sleep(0.005)  # arrives within the delay: joins the same batch
+        await asyncio.gather(first, batcher.submit(rows(2)))
+
+    asyncio.run(main())
+    assert model.calls == [2]
