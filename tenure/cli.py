@@ -95,6 +95,15 @@ def _health(args: argparse.Namespace) -> None:
     print(f"{args.target} SERVING")
 
 
+def _score_file(args: argparse.Namespace) -> None:
+    from services.client import score_file
+
+    report = score_file(args.target, Path(args.input), Path(args.output), id_column=args.id_column,
+                        chunk_rows=args.chunk_rows)
+    print(f"scored {report.rows:,} rows ({report.failed:,} failed) in {report.chunks} chunks, "
+          f"{'inline features' if report.inline_features else 'features looked up by id'} -> {args.output}")
+
+
 def _free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as s:
@@ -197,6 +206,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--segmentation", default="127.0.0.1:50053")
     p.add_argument("--models", default="models", help="only used to pick example customer ids")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("score-file", help="stream a Parquet of customers through StreamScore into a Parquet of scores")
+    p.add_argument("--target", default="127.0.0.1:50051")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--id-column", default="customer_id")
+    p.add_argument("--chunk-rows", type=int, default=10_000)
+    p.set_defaults(func=_score_file)
 
     p = sub.add_parser("health", help="exit 0 when the service at TARGET reports SERVING")
     p.add_argument("target", help="host:port")

@@ -48,3 +48,32 @@ def test_serve_process_answers_and_drains_on_sigterm(trained_repo: Path) -> None
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_two_workers_share_one_port_and_stop_together(trained_repo: Path) -> None:
+    from services.demo import wait_serving
+    from tenure.cli import _free_port
+    from tenure.v1 import inference_pb2 as pb
+    from tenure.v1 import inference_pb2_grpc
+
+    port = _free_port(0)
+    proc = subprocess.Popen([sys.executable, "-m", "tenure.cli", "serve", "scoring", "--port", str(port),
+                             "--workers", "2", "--models", str(trained_repo)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_serving(f"127.0.0.1:{port}", timeout_s=90, proc=proc)  # type: ignore[arg-type]
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        # Worker processes run spawn_main; multiprocessing's resource tracker is a child too.
+        workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2, children
+        X = FeatureSnapshot.load_latest(trained_repo).X[:1]
+        req = pb.ModelInferRequest(model_name="churn", inputs=[pb.ModelInferRequest.InferInputTensor(
+            name="features", datatype="FP32", shape=list(X.shape))], raw_input_contents=[X.tobytes()])
+        for _ in range(20):  # separate connections: the kernel spreads them over the workers
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                assert inference_pb2_grpc.GRPCInferenceServiceStub(ch).ModelInfer(req, timeout=10).outputs
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

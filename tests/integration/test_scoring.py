@@ -172,3 +172,35 @@ def test_missing_models_mean_not_serving_and_unavailable(tmp_path, start_server,
         scoring_pb2_grpc.ScoringServiceStub(ch).Score(by_id("x"), timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "features" in err.value.details() and "not loaded" in err.value.details()
+
+
+def test_score_file_streams_a_parquet_through_the_service(scoring_server, snapshot, tmp_path, stub) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from services.client import score_file
+
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, len(snapshot.customer_ids), 25_000)
+    ids = [str(snapshot.customer_ids[r]) for r in rows]
+    ids[7] = "who-is-this"
+    pq.write_table(pa.table({"customer_id": ids}), tmp_path / "in.parquet")
+    report = score_file(scoring_server.target, tmp_path / "in.parquet", tmp_path / "out.parquet",
+                        chunk_rows=4_000, progress=False)
+    out = pq.read_table(tmp_path / "out.parquet").to_pandas()
+    assert report.rows == 25_000 and report.failed == 1 and not report.inline_features and report.chunks == 7
+    assert out["customer_id"].tolist() == ids
+    assert out["error"].notna().sum() == 1 and out["error"][7].startswith("NOT_FOUND") and "who-is-this" in out["error"][7]
+    sample = [0, 1, 24_999]
+    expected = stub.Score(by_id(*[ids[i] for i in sample]))
+    np.testing.assert_allclose(out["churn_probability"][sample], [r.scores.churn_probability for r in expected.results])
+
+    # A file that carries the features is sent as packed rows instead.
+    cols = {"customer_id": [f"x{i}" for i in range(1_000)]}
+    cols.update({name: snapshot.X[:1_000, j] for j, name in enumerate(snapshot.feature_names)})
+    pq.write_table(pa.table(cols), tmp_path / "inline.parquet")
+    report = score_file(scoring_server.target, tmp_path / "inline.parquet", tmp_path / "inline-out.parquet", progress=False)
+    inline_out = pq.read_table(tmp_path / "inline-out.parquet").to_pandas()
+    assert report.inline_features and report.failed == 0
+    by_id_scores = stub.Score(by_id(*[str(c) for c in snapshot.customer_ids[:5]]))
+    np.testing.assert_allclose(inline_out["churn_probability"][:5], [r.scores.churn_probability for r in by_id_scores.results])
