@@ -40,6 +40,27 @@ def _cmd(target: str, path: str, frame: str, conc: int, conns: int, secs: float,
     return [*cmd, f"http://{target}{path}"]
 
 
+def parse(out: str) -> tuple[int, int, int]:
+    """(done, succeeded, DATA bytes) from h2load's summary."""
+    m_req = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                      r"(\d+) errored, (\d+) timeout", out)
+    m_data = re.search(r"traffic: .*\((\d+)\) data", out)
+    if not (m_req and m_data):
+        raise RuntimeError(f"h2load output not understood: {out[-600:]}")
+    return int(m_req.group(3)), int(m_req.group(4)), int(m_data.group(1))
+
+
+def ok_count(done: int, succeeded: int, data: int, expect_bytes: int) -> int:
+    return min(succeeded, data // expect_bytes) if expect_bytes > 0 else succeeded
+
+
+def background(target: str, path: str, frame: str, conc: int, secs: float, conns: int = 1,
+               cores: str | None = None) -> subprocess.Popen[str]:
+    """An h2load run in the background (the soak); read its stdout with parse() when it ends."""
+    return subprocess.Popen(pin(cores) + _cmd(target, path, frame, conc, conns, secs, None),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def run(target: str, path: str, frame: str, expect_bytes: int, conc: int, conns: int = 1, dur: float = 5,
         warm: float = 1, cores: str | None = CLIENT_CORE) -> dict[str, Any]:
     """Warm up, then measure for dur seconds; returns req/s, latency percentiles (ms) and errors."""
@@ -55,19 +76,11 @@ def run(target: str, path: str, frame: str, expect_bytes: int, conc: int, conns:
     try:
         p = subprocess.run(pin(cores) + _cmd(target, path, frame, conc, conns, dur, log),
                            capture_output=True, text=True, timeout=dur + 60)
-        out = p.stdout
-        m_req = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
-                          r"(\d+) errored, (\d+) timeout", out)
-        m_data = re.search(r"traffic: .*\((\d+)\) data", out)
-        if not (m_req and m_data):
-            raise RuntimeError(f"h2load output not understood (exit {p.returncode}): "
-                               f"{out[-600:]} {p.stderr[-600:]}")
+        done, succeeded, data = parse(p.stdout + p.stderr[-300:])
         lat = np.loadtxt(log, dtype=np.int64, ndmin=2) if os.path.getsize(log) else np.zeros((0, 3), np.int64)
     finally:
         os.unlink(log)
-    done, succeeded = int(m_req.group(3)), int(m_req.group(4))
-    data = int(m_data.group(1))
-    ok = min(succeeded, data // expect_bytes) if expect_bytes > 0 else succeeded
+    ok = ok_count(done, succeeded, data, expect_bytes)
     secs = float(max(1, int(round(dur))))
     ms = lat[:, 2].astype(np.float64) / 1e3 if len(lat) else np.array([np.nan])
     return {

@@ -36,7 +36,7 @@ def session(path: str, threads: int) -> Any:
 def timed(fn: Callable[[], Any], secs: float, min_calls: int = 5) -> np.ndarray:
     for _ in range(3):
         fn()
-    lat = []
+    lat: list[int] = []
     end = time.perf_counter() + secs
     while len(lat) < min_calls or time.perf_counter() < end:
         t0 = time.perf_counter_ns()
@@ -58,7 +58,10 @@ def cmd_bench(a: argparse.Namespace) -> None:
         np.save(a.ref_out, sess.run(["probabilities"], {"input": X[:1024]})[0][:, 1])
     for b in [int(v) for v in a.batches.split(",")]:
         x = np.ascontiguousarray(X[:b])
-        lat = timed(lambda: sess.run(["probabilities"], {"input": x}), a.secs)
+        def call(x: np.ndarray = x) -> Any:
+            return sess.run(["probabilities"], {"input": x})
+
+        lat = timed(call, a.secs)
         print(json.dumps({"case": "bench", "threads": a.threads, "batch": b, **stats(lat, b)}), flush=True)
 
 
@@ -82,9 +85,7 @@ def cmd_churn(a: argparse.Namespace) -> None:
 
     # the service receives a chunk, picks each model's columns and runs it: same here
     for label, use in (("churn", models[:1]), ("churn+lookalike", models)):
-        k = [0]
-
-        def step(use: list[Any] = use) -> None:
+        def step(use: list[Any] = use, k: list[int] = [0]) -> None:  # noqa: B006  (k: call counter)
             x = chunk(k[0] % n_chunks)
             k[0] += 1
             for _, sess, inp, cols, _ in use:

@@ -202,3 +202,80 @@ class Server:
             code = None
         time.sleep(0.2)
         return code
+
+
+class ForeignCpu:
+    """Samples, every interval_s, the CPU time of processes the harness did not start (anything that is not
+    this process or a descendant): on a shared box, that is the noise in every figure of the run."""
+
+    def __init__(self, interval_s: float = 2.0) -> None:
+        import threading
+
+        self.interval_s = interval_s
+        self.me = os.getpid()
+        self.prev: dict[tuple[int, int | None], float] = {}
+        self.by_cmd: dict[str, float] = {}
+        self.total = 0.0
+        self.window: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.t0 = time.monotonic()
+
+    def start(self) -> "ForeignCpu":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        parents = _ppids()
+        ours = {self.me}
+        changed = True
+        while changed:  # descendants of this process (few levels; cheap)
+            changed = False
+            for p, pp in parents.items():
+                if pp in ours and p not in ours:
+                    ours.add(p)
+                    changed = True
+        cur: dict[tuple[int, int | None], float] = {}
+        delta = 0.0
+        for p in parents:
+            if p in ours:
+                continue
+            key = (p, start_time(p))
+            cur[key] = cpu_seconds(p)
+            # a process born since the last sample counts from 0; on the first sample nothing counts
+            d = cur[key] - self.prev.get(key, 0.0) if self.prev else 0.0
+            if d > 0:
+                delta += d
+                name = cmdline(p)[:80] or f"pid {p}"
+                self.by_cmd[name] = self.by_cmd.get(name, 0.0) + d
+        with self._lock:
+            self.prev = cur
+            self.total += delta
+            for k in self.window:
+                self.window[k] += delta
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self._sample()
+            except Exception:  # noqa: BLE001  (a monitor must never break the run)
+                pass
+
+    def mark(self, name: str) -> None:
+        """Start accumulating a named window (e.g. one phase)."""
+        with self._lock:
+            self.window[name] = 0.0
+
+    def close(self, name: str) -> float:
+        with self._lock:
+            return self.window.pop(name, 0.0)
+
+    def stop(self) -> dict[str, object]:
+        self._stop.set()
+        secs = time.monotonic() - self.t0
+        top = sorted(self.by_cmd.items(), key=lambda kv: -kv[1])[:5]
+        return {"core_seconds": round(self.total, 1), "wall_s": round(secs, 1),
+                "share_of_capacity": round(self.total / max(secs * ncpus(), 1e-9), 3),
+                "top": [{"cmd": c, "core_seconds": round(s, 1)} for c, s in top]}

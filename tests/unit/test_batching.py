@@ -112,13 +112,14 @@ def test_cancelled_callers_are_skipped() -> None:
 
 
 def test_queue_delay_waits_for_more_rows_when_idle_batches_are_small() -> None:
-    model = Model()
-
-    async def main() -> None:
-        batcher = Batcher(model, max_queue_delay_us=20_000)
+    async def run(delay_us: int) -> list[int]:
+        model = Model()
+        batcher = Batcher(model, max_queue_delay_us=delay_us)
         first = asyncio.ensure_future(batcher.submit(rows(1)))
-        await asyncio.sleep(0.005)  # arrives within the delay: joins the same batch
+        for _ in range(3):  # a few loop iterations later (not the same one), a second request comes
+            await asyncio.sleep(0)
         await asyncio.gather(first, batcher.submit(rows(2)))
+        return model.calls
 
-    asyncio.run(main())
-    assert model.calls == [2]
+    assert asyncio.run(run(0)) == [1, 1]  # no delay: the idle batcher ran the first row at once
+    assert asyncio.run(run(500_000)) == [2]  # a delay: it waited and both rows went together

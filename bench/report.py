@@ -1,0 +1,242 @@
+"""results.json -> markdown: the table with ratio columns, the targets (PASS/MISS), RSS, soak, skips.
+
+    python -m bench.report bench/out/results.json     # re-render a saved run
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+BARE, MLS, PYT, TEN = "bare handler", "MLServer", "PyTriton", "Tenure"
+PIN_NOTE = ("Pinning: every peer and the 1-worker Tenure runs have the server on core 0 (taskset) and h2load on "
+            "core 1; in-process ORT with 1 thread runs on core 0, with 2 threads on both cores. The workers "
+            "comparison (1 and 2 workers, 16 connections so SO_REUSEPORT can spread them) and the soak run "
+            "unpinned: server processes and h2load share both cores, so h2load takes CPU from the servers there.")
+
+
+def fmt(v: float | None, digits: int = 0) -> str:
+    if v is None or v != v:  # None or NaN
+        return "-"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def ms(v: float | None) -> str:
+    if v is None or v != v:
+        return "-"
+    return f"{v:.2f}" if v < 100 else f"{v:,.0f}"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0 or a != a or b != b:
+        return None
+    return a / b
+
+
+def val(r: dict[str, Any] | None, key: str) -> float | None:
+    return None if r is None else r.get(key)
+
+
+def rx(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def find(rows: list[dict[str, Any]], system: str, kind: str = "modelinfer", rows_per: int = 1, conc: int = 1,
+         conns: int = 1, workers: int = 1, pinned: bool | None = True) -> dict[str, Any] | None:
+    for r in rows:
+        if (r["system"] == system and r["kind"] == kind and r["rows"] == rows_per and r["conc"] == conc
+                and r["conns"] == conns and r.get("workers", 1) == workers
+                and (pinned is None or r["pin"].startswith("server core") == pinned)):
+            return r
+    return None
+
+
+def inproc(res: dict[str, Any], case: str, threads: int, batch: int | None = None) -> dict[str, Any] | None:
+    for r in res.get("inprocess", []):
+        if r["case"] == case and r["threads"] == threads and (batch is None or r["batch"] == batch):
+            return r
+    return None
+
+
+def ratios(res: dict[str, Any], r: dict[str, Any]) -> dict[str, float | None]:
+    rows = res["rows"]
+    pinned = r["pin"].startswith("server core")
+    out: dict[str, float | None] = {"ort": None, "bare": None, "mls": None, "pyt": None}
+    if r["kind"] == "modelinfer":
+        ref = inproc(res, "bench", r["threads"], r["rows"])
+        out["ort"] = ratio(r["rows_s"], val(ref, "rows_s"))
+    elif r["kind"] == "stream":
+        ref = inproc(res, "churn", 1)
+        out["ort"] = ratio(r["rows_s"], val(ref, "rows_s"))
+    if r["kind"] in ("modelinfer", "score", "recommend") and r["system"] != BARE:
+        per = r["rows"] if r["kind"] == "modelinfer" else 1
+        for key, system in (("bare", BARE), ("mls", MLS), ("pyt", PYT)):
+            if key != "bare" and (r["kind"] != "modelinfer" or r["system"] == system):
+                continue
+            peer = find(rows, system, "modelinfer", per, r["conc"], r["conns"], 1, pinned)
+            out[key] = ratio(r["req_s"], val(peer, "req_s"))
+    return out
+
+
+def target_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = res["rows"]
+    out: list[dict[str, Any]] = []
+
+    def add(text: str, value: float | None, limit: float, detail: str, lower_is_better: bool = False,
+            missing: str = "") -> None:
+        if value is None:
+            out.append({"target": text, "status": "NOT MEASURED", "ratio": None, "detail": missing or detail})
+            return
+        ok = value <= limit if lower_is_better else value >= limit
+        out.append({"target": text, "status": "PASS" if ok else "MISS", "ratio": value, "detail": detail})
+
+    def rs(r: dict[str, Any] | None, key: str = "req_s") -> str:
+        return "-" if r is None else (fmt(r[key]) if key != "p99_ms" else ms(r[key]) + " ms")
+
+    def why(*pairs: tuple[str, Any]) -> str:
+        gone = [name for name, r in pairs if r is None]
+        return "not measured: " + ", ".join(gone) if gone else ""
+
+    stream = next((r for r in rows if r["kind"] == "stream"), None)
+    ref = inproc(res, "churn", 1)
+    both = inproc(res, "churn+lookalike", 1)
+    add("StreamScore rows/s >= 0.9 x in-process ORT rows/s (churn model, 1 thread)",
+        ratio(val(stream, "rows_s"), val(ref, "rows_s")), 0.9,
+        f"{rs(stream, 'rows_s')} vs {rs(ref, 'rows_s')} rows/s"
+        + (f"; the service also runs the lookalike model per row: in-process churn+lookalike = "
+           f"{fmt(both['rows_s'])} rows/s, ratio {rx(ratio(stream['rows_s'], both['rows_s']))}" if stream and both else ""),
+        missing=why(("StreamScore", stream), ("in-process churn", ref)))
+
+    t64, t1 = find(rows, TEN, conc=64), find(rows, TEN, conc=1)
+    b64, b1 = find(rows, BARE, conc=64), find(rows, BARE, conc=1)
+    m64, p1 = find(rows, MLS, conc=64), find(rows, PYT, conc=1)
+    add("ModelInfer 1 row, 1 worker, c=64: req/s >= 1.0 x bare handler", ratio(val(t64, "req_s"), val(b64, "req_s")),
+        1.0, f"{rs(t64)} vs {rs(b64)} req/s", missing=why(("Tenure c=64", t64), ("bare c=64", b64)))
+    add("ModelInfer 1 row, 1 worker, c=64: req/s >= 1.5 x MLServer tuned",
+        ratio(val(t64, "req_s"), val(m64, "req_s")), 1.5, f"{rs(t64)} vs {rs(m64)} req/s",
+        missing=why(("Tenure c=64", t64), ("MLServer c=64", m64)))
+    add("ModelInfer 1 row, 1 worker, c=1: p99 <= 1.2 x bare handler's p99",
+        ratio(val(t1, "p99_ms"), val(b1, "p99_ms")), 1.2, f"{rs(t1, 'p99_ms')} vs {rs(b1, 'p99_ms')}",
+        lower_is_better=True, missing=why(("Tenure c=1", t1), ("bare c=1", b1)))
+    add("ModelInfer 1 row, 1 worker, c=1: req/s >= 3 x PyTriton", ratio(val(t1, "req_s"), val(p1, "req_s")), 3.0,
+        f"{rs(t1)} vs {rs(p1)} req/s", missing=why(("Tenure c=1", t1), ("PyTriton c=1", p1)))
+    for c in (1, 16, 64):
+        s, m = find(rows, TEN, "score", 1, c), find(rows, TEN, "modelinfer", 1, c)
+        add(f"Score by id, c={c}: req/s >= 0.9 x ModelInfer 1 row (c={c})", ratio(val(s, "req_s"), val(m, "req_s")),
+            0.9, f"{rs(s)} vs {rs(m)} req/s", missing=why(("Score", s), ("ModelInfer", m)))
+    rec = find(rows, TEN, "recommend", 1, 1)
+    add("Recommend k=10, c=1: p99 <= 5 ms", val(rec, "p99_ms"), 5.0,
+        f"p99 {rs(rec, 'p99_ms')}; {rec['note'] if rec else ''}", lower_is_better=True,
+        missing=why(("Recommend c=1", rec)))
+    w2 = find(rows, TEN, conc=64, conns=16, workers=2, pinned=False)
+    w1 = find(rows, TEN, conc=64, conns=16, workers=1, pinned=False)
+    w1p = find(rows, TEN, conc=64, conns=16, workers=1, pinned=True)
+    skipped_w = next((s["why"] for s in res.get("skipped", []) if s["what"].startswith("Tenure --workers")), "")
+    add("2 workers: total req/s >= 1.6 x 1 worker (1 row, c=64 over 16 connections, both unpinned)",
+        ratio(val(w2, "req_s"), val(w1, "req_s")), 1.6,
+        f"{rs(w2)} vs {rs(w1)} req/s; vs 1 worker pinned to one core (h2load on the other): "
+        f"{rx(ratio(val(w2, 'req_s'), val(w1p, 'req_s')))} ({rs(w1p)} req/s). Cores: 2 workers and h2load "
+        "unpinned, sharing both cores; the 1-worker figure is the same server re-pinned to both cores",
+        missing=skipped_w or why(("2 workers", w2), ("1 worker unpinned", w1)))
+    services = res.get("soak", {}).get("services", {})
+    if not services:
+        add("RSS growth over the soak <= 5%", None, 5.0, "", missing="soak not run")
+    for name, s in services.items():
+        add(f"RSS growth over the {s['secs']:.0f}s soak <= 5% ({name})", s["growth_pct"], 5.0,
+            f"{s['rss_start_kb'] / 1024:.0f} -> {s['rss_end_kb'] / 1024:.0f} MiB (peak {s['rss_peak_kb'] / 1024:.0f}; "
+            f"start = {s['settle_s']:.0f}s into the load)", lower_is_better=True)
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m = res["meta"]
+    L: list[str] = []
+    L.append("# Tenure benchmark (`make bench`)\n")
+    L.append(f"{m['date']}; {m['cpus']} cores ({m['cpu']}), {m['mem_gib']} GiB; Python {m['python']}; "
+             f"git {m['git']}. {m['dur_s']:g} s per measurement after {m['warm_s']:g} s warm-up; load generator: "
+             f"{m['load_generator']} with one pre-serialised request (closed loop; c = requests in flight over one "
+             f"HTTP/2 connection unless a connection count is shown). Total run time {m['total_s'] / 60:.1f} min "
+             f"(phases, s: {', '.join(f'{k} {v:.0f}' for k, v in m['phases_s'].items())}).\n")
+    L.append(PIN_NOTE + "\n")
+    L.append("Ratios: vs ORT = rows/s over in-process onnxruntime with the same thread count and batch = rows "
+             "per request (StreamScore: the churn model, 1 thread, same chunks); vs bare / MLServer / PyTriton = "
+             "req/s over that system's ModelInfer at the same rows/request, concurrency and pinning (Score and "
+             "Recommend: vs the bare handler's 1-row ModelInfer).\n")
+    L.append("| system | mode | cores | conc | rows/req | req/s | rows/s | p50 ms | p99 ms | p99.9 ms | errors "
+             "| vs ORT | vs bare | vs MLServer | vs PyTriton |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in res.get("inprocess", []):
+        name = {"bench": "bench model", "churn": "churn model", "churn+lookalike": "churn + lookalike models"}[r["case"]]
+        L.append(f"| in-process ORT | {name}, {r['threads']} thread{'s' if r['threads'] > 1 else ''} | {r['pin']} | - | "
+                 f"{r['batch']} | {fmt(r['calls_s'])} | {fmt(r['rows_s'])} | {r['p50_us'] / 1e3:.3f} | "
+                 f"{r['p99_us'] / 1e3:.3f} | {r['p999_us'] / 1e3:.3f} | - | 1.00x | - | - | - |")
+    for r in res.get("rows", []):
+        q = ratios(res, r)
+        conc = f"{r['conc']} ({r['conns']} conns)" if r["conns"] > 1 else str(r["conc"])
+        cores = "srv 0 / client 1" if r["pin"].startswith("server core") else "unpinned"
+        L.append(f"| {r['system']} | {r['mode']} | {cores} | {conc} | {r['rows']} | {fmt(r['req_s'])} | "
+                 f"{fmt(r['rows_s'])} | {ms(r['p50_ms'])} | {ms(r['p99_ms'])} | {ms(r['p999_ms'])} | {r['errors']} | "
+                 f"{rx(q['ort'])} | {rx(q['bare'])} | {rx(q['mls'])} | {rx(q['pyt'])} |")
+    notes: dict[tuple[str, str, str], list[str]] = {}
+    for r in res.get("rows", []):
+        if r.get("note"):
+            notes.setdefault((r["system"], r["mode"], r["note"]), []).append(str(r["conc"]))
+    notes_text = [f"{s} {mo} (c={','.join(cs)}): {n}" for (s, mo, n), cs in notes.items()]
+    if notes_text:
+        L.append("")
+        L.extend(f"- {n}" for n in notes_text)
+
+    L.append("\n## Targets (ratios from this run)\n")
+    L.append("| | target | measured | detail |")
+    L.append("|---|---|---|---|")
+    targets = target_rows(res)
+    res["targets"] = targets
+    for t in targets:
+        val = "-" if t["ratio"] is None else (f"{t['ratio']:+.1f}%" if "RSS" in t["target"] else
+                                              (f"{t['ratio']:.2f} ms" if "<= 5 ms" in t["target"] else f"{t['ratio']:.2f}x"))
+        L.append(f"| **{t['status']}** | {t['target']} | {val} | {t['detail']} |")
+
+    if res.get("rss"):
+        L.append("\n## Tenure memory (RSS per process, MiB)\n")
+        L.append("| when | pid | RSS | peak RSS (VmHWM) | command |")
+        L.append("|---|---|---|---|---|")
+        for label, procs in res["rss"].items():
+            for pid, v in procs.items():
+                L.append(f"| {label} | {pid} | {int(v['VmRSS']) / 1024:.0f} | {int(v['VmHWM']) / 1024:.0f} | "
+                         f"`{str(v['cmd'])[:90]}` |")
+    soak = res.get("soak", {})
+    if soak.get("services"):
+        L.append("\n## Soak (full load, all unpinned; RSS summed over each service's processes, MiB)\n")
+        L.append("| service | seconds | before load | start | end | peak | growth |")
+        L.append("|---|---|---|---|---|---|---|")
+        for n, s in soak["services"].items():
+            L.append(f"| {n} | {s['secs']:.0f} | {s['rss_before_load_kb'] / 1024:.0f} | {s['rss_start_kb'] / 1024:.0f} | "
+                     f"{s['rss_end_kb'] / 1024:.0f} | {s['rss_peak_kb'] / 1024:.0f} | {s['growth_pct']:+.1f}% |")
+        for ld in soak.get("loads", []):
+            L.append(f"- load during the soak: {ld['service']} {ld['load']} c={ld.get('conc', '?')}: "
+                     + (f"{ld['req_s']:,.0f} req/s, {ld['errors']} errors" if "req_s" in ld else ld.get("error", "")))
+
+    if res.get("skipped") or res.get("notes"):
+        L.append("\n## Skipped, failed, notes\n")
+        for s in res.get("skipped", []):
+            L.append(f"- **skipped** {s['what']}: {s['why'].splitlines()[0][:400]}")
+        for n in res.get("notes", []):
+            L.append(f"- {n}")
+    checks = res.get("checks", {})
+    if checks:
+        L.append("\n## Answer checks (one call each, before loading)\n")
+        for k, v in checks.items():
+            brief = {kk: vv for kk, vv in v.items() if kk not in ("samples",)} if isinstance(v, dict) else v
+            L.append(f"- {k}: `{json.dumps(brief, default=str)[:400]}`")
+    return "\n".join(L) + "\n"
+
+
+def main() -> None:
+    with open(sys.argv[1] if len(sys.argv) > 1 else "bench/out/results.json") as f:
+        print(markdown(json.load(f)))
+
+
+if __name__ == "__main__":
+    main()
