@@ -160,6 +160,15 @@ def markdown(res: dict[str, Any]) -> str:
              f"HTTP/2 connection unless a connection count is shown). Total run time {m['total_s'] / 60:.1f} min "
              f"(phases, s: {', '.join(f'{k} {v:.0f}' for k, v in m['phases_s'].items())}).\n")
     L.append(PIN_NOTE + "\n")
+    fc = m.get("foreign_cpu")
+    if fc:
+        busy = ", ".join(f"{k} {v:.0f}" for k, v in fc.get("by_phase_core_s", {}).items())
+        top = "; ".join(f"`{t['cmd'][:60]}` {t['core_seconds']:.0f}" for t in fc.get("top", [])[:3])
+        L.append(f"Other processes on the box (not started by the harness) used {fc['core_seconds']:.0f} core-seconds, "
+                 f"{fc['share_of_capacity']:.0%} of the {m['cpus']} cores over the run (core-seconds per phase: "
+                 f"{busy or '-'}; top: {top or '-'})."
+                 + (" **The figures below shared the CPU with them and are noisier/lower than on an idle box.**"
+                    if fc["share_of_capacity"] > 0.05 else "") + "\n")
     L.append("Ratios: vs ORT = rows/s over in-process onnxruntime with the same thread count and batch = rows "
              "per request (StreamScore: the churn model, 1 thread, same chunks); vs bare / MLServer / PyTriton = "
              "req/s over that system's ModelInfer at the same rows/request, concurrency and pinning (Score and "

@@ -28,7 +28,7 @@ import numpy as np
 
 from bench import h2, prepare, report
 from bench.prepare import Paths, log
-from bench.procs import CLIENT_CORE, SERVER_CORE, Server, free_port, ncpus, pin
+from bench.procs import CLIENT_CORE, SERVER_CORE, ForeignCpu, Server, free_port, ncpus, pin
 
 MODELINFER = "/inference.GRPCInferenceService/ModelInfer"
 SCORE = "/tenure.v1.ScoringService/Score"
@@ -58,6 +58,8 @@ class Bench:
         self.rss: dict[str, Any] = {}
         self.soak: dict[str, Any] = {}
         self.phase_s: dict[str, float] = {}
+        self.foreign = ForeignCpu()
+        self.foreign_phase: dict[str, float] = {}
         self.servers: list[Server] = []
         self.ref: np.ndarray | None = None
         self.use_h2 = True
@@ -559,6 +561,7 @@ class Bench:
     # -------------------------------------------------------------- main
     def run(self) -> None:
         only = self.a.only
+        self.foreign.start()
         t = time.perf_counter()
         installs = self.phase_prepare()
         self.phase_s["prepare"] = time.perf_counter() - t
@@ -572,6 +575,7 @@ class Bench:
                 continue
             t = time.perf_counter()
             log(f"== {name}")
+            self.foreign.mark(name)
             try:
                 fn()
             except Exception as err:  # noqa: BLE001  (report what failed, keep the rest)
@@ -580,6 +584,10 @@ class Bench:
                 traceback.print_exc()
                 self.skip(name, f"phase failed: {err!r}")
             self.phase_s[name] = time.perf_counter() - t
+            self.foreign_phase[name] = self.foreign.close(name)
+            if self.foreign_phase[name] > 0.05 * self.phase_s[name] * ncpus():
+                log(f"NOTE: processes outside the harness used {self.foreign_phase[name]:.0f} core-seconds "
+                    f"during {name} ({self.foreign_phase[name] / (self.phase_s[name] * ncpus()):.0%} of the box)")
         if "inproc" in only and self.ref is None and (self.p.model / "ref_1024.npy").exists():
             self.ref = np.load(self.p.model / "ref_1024.npy")
 
@@ -600,6 +608,8 @@ class Bench:
                      "load_generator": "h2load" if self.use_h2 else "python grpc.aio",
                      "phases_s": {k: round(v, 1) for k, v in self.phase_s.items()},
                      "total_s": round(time.perf_counter() - self.t0, 1), "cache": str(self.p.cache),
+                     "foreign_cpu": {**self.foreign.stop(), "by_phase_core_s": {
+                         k: round(v, 1) for k, v in self.foreign_phase.items()}},
                      "peers": str(self.p.peers)},
             "inprocess": self.inproc, "rows": self.rows, "checks": self.checks, "rss": self.rss,
             "soak": self.soak, "skipped": self.skipped, "notes": self.notes,
