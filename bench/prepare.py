@@ -98,11 +98,12 @@ def ensure_h2load() -> str | None:
 
 
 def gen_protos(p: Paths) -> None:
-    if (p.gen / "kserve_v2_pb2.py").exists():
+    """kserve_v2_pb2 (the clients' messages) and kserve_v2_pb2_grpc (baseline_server.py imports it)."""
+    if (p.gen / "kserve_v2_pb2.py").exists() and (p.gen / "kserve_v2_pb2_grpc.py").exists():
         return
     p.gen.mkdir(parents=True, exist_ok=True)
     subprocess.run([p.py, "-m", "grpc_tools.protoc", f"-I{p.peers / 'proto'}", f"--python_out={p.gen}",
-                    str(p.peers / "proto" / "kserve_v2.proto")], check=True, timeout=120)
+                    f"--grpc_python_out={p.gen}", str(p.peers / "proto" / "kserve_v2.proto")], check=True, timeout=120)
 
 
 # ------------------------------------------------------------------ peer venvs

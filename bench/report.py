@@ -166,7 +166,8 @@ def markdown(res: dict[str, Any]) -> str:
         top = "; ".join(f"`{t['cmd'][:60]}` {t['core_seconds']:.0f}" for t in fc.get("top", [])[:3])
         L.append(f"Other processes on the box (not started by the harness) used {fc['core_seconds']:.0f} core-seconds, "
                  f"{fc['share_of_capacity']:.0%} of the {m['cpus']} cores over the run (core-seconds per phase: "
-                 f"{busy or '-'}; top: {top or '-'})."
+                 f"{busy or '-'}; top: {top or '-'}); kernel threads (loopback/softirq work, mostly caused by "
+                 f"the load itself) {fc.get('kernel_threads_core_seconds', 0):.0f} core-seconds."
                  + (" **The figures below shared the CPU with them and are noisier/lower than on an idle box.**"
                     if fc["share_of_capacity"] > 0.05 else "") + "\n")
     L.append("Ratios: vs ORT = rows/s over in-process onnxruntime with the same thread count and batch = rows "

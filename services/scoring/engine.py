@@ -13,6 +13,7 @@ from tenure.store import FeatureSnapshot
 
 BAND_LOW, BAND_MEDIUM, BAND_HIGH = 1, 2, 3
 MODELS = ("features", "churn", "lookalike")
+SCORES = frozenset({"churn", "lookalike"})
 
 
 @dataclass
@@ -67,19 +68,30 @@ class Scorer:
                                           f"all {self.n_features} features must be finite numbers")
         return errors
 
-    def score(self, X: np.ndarray, errors: dict[int, TenureError]) -> RowScores:
-        """Score the rows that have no error yet; failed rows get NaN."""
+    def score(self, X: np.ndarray, errors: dict[int, TenureError],
+              wanted: frozenset[str] = SCORES) -> RowScores:
+        """Score the rows that have no error yet (only the `wanted` scores); failed rows get NaN."""
         n = len(X)
         ok = np.ones(n, bool)
         if errors:
             ok[list(errors)] = False
-        churn = np.full(n, np.nan, np.float32)
-        look = np.full(n, np.nan, np.float32)
+        churn = np.full(n if "churn" in wanted else 0, np.nan, np.float32)
+        look = np.full(n if "lookalike" in wanted else 0, np.nan, np.float32)
         if ok.any():
             Xok = X if ok.all() else X[ok]
-            churn[ok] = self.churn.predict(np.ascontiguousarray(Xok if self.identity_churn else Xok[:, self.churn_cols]))
-            look[ok] = self.lookalike.predict(np.ascontiguousarray(Xok[:, self.lookalike_cols]))
+            if len(churn):
+                churn[ok] = self.churn.predict(np.ascontiguousarray(Xok if self.identity_churn else Xok[:, self.churn_cols]))
+            if len(look):
+                look[ok] = self.lookalike.predict(np.ascontiguousarray(Xok[:, self.lookalike_cols]))
         return RowScores(churn, look, errors)
+
+    @staticmethod
+    def wanted(names: list[str]) -> frozenset[str]:
+        """The scores a bulk chunk asks for (empty = all)."""
+        unknown = [n for n in names if n not in SCORES]
+        if unknown:
+            raise InvalidInput(f"unknown score {unknown[0][:64]!r}; expected some of: {', '.join(sorted(SCORES))}")
+        return frozenset(names) or SCORES
 
     def bands(self, p: np.ndarray) -> np.ndarray:
         medium, high = self.thresholds

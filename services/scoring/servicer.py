@@ -12,7 +12,7 @@ from services.core.runtime import Holder
 from services.core.server import grpc_errors
 from services.core.streaming import ordered_map
 from services.scoring import convert
-from services.scoring.engine import RowScores, Scorer
+from services.scoring.engine import SCORES, RowScores, Scorer
 from tenure.errors import TenureError, TooLarge
 from tenure.v1 import scoring_pb2, scoring_pb2_grpc
 
@@ -21,10 +21,11 @@ INLINE_MAX_ROWS = 64
 less than the hop to a worker thread. Larger requests go to a thread so the loop keeps serving."""
 
 
-async def _score(scorer: Scorer, X: np.ndarray, errors: dict[int, TenureError]) -> RowScores:
+async def _score(scorer: Scorer, X: np.ndarray, errors: dict[int, TenureError],
+                 wanted: frozenset[str] = SCORES) -> RowScores:
     if len(X) <= INLINE_MAX_ROWS:
-        return scorer.score(X, errors)
-    return await asyncio.to_thread(scorer.score, X, errors)
+        return scorer.score(X, errors, wanted)
+    return await asyncio.to_thread(scorer.score, X, errors, wanted)
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
@@ -52,12 +53,13 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             n = len(chunk.customer_ids)
             if n > scorer.max_rows:
                 raise TooLarge(f"chunk {chunk.chunk_id}: {n} rows; at most {scorer.max_rows} per chunk")
+            wanted = scorer.wanted(list(chunk.scores))
             X = convert.chunk_matrix(chunk, scorer.n_features)
             if X is None:
                 X, errors = scorer.lookup(list(chunk.customer_ids))
             else:
                 errors = scorer.check_matrix(X)
-            scores = await _score(scorer, X, errors)
+            scores = await _score(scorer, X, errors, wanted)
             return convert.chunk_result(chunk, scores.churn, scores.lookalike, scores.errors)
 
         async for result in ordered_map(request_iterator, one, self.stream_window):

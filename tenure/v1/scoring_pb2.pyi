@@ -56,14 +56,16 @@ class ScoreResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[CustomerScore, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ...) -> None: ...
 
 class ScoreChunk(_message.Message):
-    __slots__ = ("chunk_id", "customer_ids", "features")
+    __slots__ = ("chunk_id", "customer_ids", "features", "scores")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
     chunk_id: int
     customer_ids: _containers.RepeatedScalarFieldContainer[str]
     features: _common_pb2.FeatureMatrix
-    def __init__(self, chunk_id: _Optional[int] = ..., customer_ids: _Optional[_Iterable[str]] = ..., features: _Optional[_Union[_common_pb2.FeatureMatrix, _Mapping]] = ...) -> None: ...
+    scores: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, chunk_id: _Optional[int] = ..., customer_ids: _Optional[_Iterable[str]] = ..., features: _Optional[_Union[_common_pb2.FeatureMatrix, _Mapping]] = ..., scores: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScoreChunkResult(_message.Message):
     __slots__ = ("chunk_id", "customer_ids", "churn_probability", "lookalike_score", "failures")

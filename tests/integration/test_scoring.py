@@ -204,3 +204,12 @@ def test_score_file_streams_a_parquet_through_the_service(scoring_server, snapsh
     assert report.inline_features and report.failed == 0
     by_id_scores = stub.Score(by_id(*[str(c) for c in snapshot.customer_ids[:5]]))
     np.testing.assert_allclose(inline_out["churn_probability"][:5], [r.scores.churn_probability for r in by_id_scores.results])
+
+
+def test_stream_computes_only_the_scores_asked_for(stub, snapshot) -> None:  # type: ignore[no-untyped-def]
+    ids = [str(c) for c in snapshot.customer_ids[:100]]
+    [res] = list(stub.StreamScore(iter([scoring_pb2.ScoreChunk(chunk_id=0, customer_ids=ids, scores=["churn"])])))
+    assert len(np.frombuffer(res.churn_probability, "<f4")) == 100 and res.lookalike_score == b""
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.StreamScore(iter([scoring_pb2.ScoreChunk(chunk_id=0, customer_ids=ids, scores=["clv"])])))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "expected some of: churn, lookalike" in err.value.details()
