@@ -33,6 +33,10 @@ class ServedModel:
     batcher: Batcher | None
     """Only for single-input models whose first dimension is the batch."""
 
+    def __post_init__(self) -> None:
+        self.input_by_name = {s.name: s for s in self.inputs}
+        self.output_index = {s.name: i for i, s in enumerate(self.outputs)}
+
 
 def _specs(nodes: list) -> list[TensorSpec]:  # type: ignore[type-arg]
     return [TensorSpec(n.name, ORT_TO_OIP.get(n.type, n.type),

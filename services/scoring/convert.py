@@ -3,17 +3,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.core.convert import model_versions, row_error
+from services.core.convert import row_error
 from tenure.errors import InvalidInput, TenureError
 from tenure.v1 import common_pb2, scoring_pb2
 
 
-def refs_to_matrix(refs: list[common_pb2.CustomerRef], n_features: int, lookup) -> tuple[list[str], np.ndarray, dict[int, TenureError]]:  # type: ignore[no-untyped-def]
-    """Ids and feature rows for a Score request: ids are looked up, inline rows checked for width."""
+def refs_to_matrix(refs: list[common_pb2.CustomerRef], n_features: int, lookup) -> tuple[list[str], np.ndarray, dict[int, TenureError], list[int]]:  # type: ignore[no-untyped-def]
+    """Ids and feature rows for a Score request: ids are looked up, inline rows checked for width.
+
+    Returns keys, rows, per-row errors so far, and the indices of the inline rows (only those can
+    hold NaN: stored features are finite by construction).
+    """
+    if len(refs) == 1 and refs[0].WhichOneof("customer") == "customer_id":  # the common per-request call
+        key = refs[0].customer_id
+        X1, missing = lookup([key])
+        return [key], X1, missing, []
     keys: list[str] = []
     X = np.zeros((len(refs), n_features), np.float32)
     errors: dict[int, TenureError] = {}
     id_rows: list[int] = []
+    inline_rows: list[int] = []
     for i, ref in enumerate(refs):
         kind = ref.WhichOneof("customer")
         if kind == "customer_id":
@@ -27,6 +36,7 @@ def refs_to_matrix(refs: list[common_pb2.CustomerRef], n_features: int, lookup) 
                                          "(see GetModelInfo.customer_features for the order)")
             else:
                 X[i] = np.asarray(values, np.float32)
+                inline_rows.append(i)
         else:
             keys.append("")
             errors[i] = InvalidInput(f"row {i}: set customer_id or inline features")
@@ -34,12 +44,12 @@ def refs_to_matrix(refs: list[common_pb2.CustomerRef], n_features: int, lookup) 
         Xi, missing = lookup([keys[i] for i in id_rows])
         X[id_rows] = Xi
         errors.update({id_rows[j]: err for j, err in missing.items()})
-    return keys, X, errors
+    return keys, X, errors, inline_rows
 
 
 def score_response(keys: list[str], churn: np.ndarray, look: np.ndarray, bands: np.ndarray,
                    errors: dict[int, TenureError], horizon_days: int,
-                   versions: list[tuple[str, str]]) -> scoring_pb2.ScoreResponse:
+                   versions: list[common_pb2.ModelVersion]) -> scoring_pb2.ScoreResponse:
     results = []
     for i, key in enumerate(keys):
         if i in errors:
@@ -49,7 +59,7 @@ def score_response(keys: list[str], churn: np.ndarray, look: np.ndarray, bands: 
                 churn_probability=float(churn[i]), churn_band=scoring_pb2.RiskBand.ValueType(int(bands[i])), lookalike_score=float(look[i]),
                 churn_horizon_days=horizon_days)))
     return scoring_pb2.ScoreResponse(
-        results=results, models=model_versions(versions))
+        results=results, models=versions)
 
 
 def chunk_matrix(chunk: scoring_pb2.ScoreChunk, n_features: int) -> np.ndarray | None:

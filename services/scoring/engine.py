@@ -58,14 +58,16 @@ class Scorer:
         X = self.snapshot.X[np.maximum(rows, 0)]
         return X, errors
 
-    def check_matrix(self, X: np.ndarray) -> dict[int, TenureError]:
-        """Rows with NaN or infinite values fail on their own."""
+    def check_matrix(self, X: np.ndarray, rows: list[int] | None = None) -> dict[int, TenureError]:
+        """Rows with NaN or infinite values fail on their own; keys (and messages) use `rows`
+        (the rows' positions in the request) when X is a subset."""
         bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
         errors: dict[int, TenureError] = {}
         for i in bad:
             col = int(np.flatnonzero(~np.isfinite(X[i]))[0])
-            errors[int(i)] = InvalidInput(f"row {i}: feature {col} ({self.features[col]}) is {X[i, col]}; "
-                                          f"all {self.n_features} features must be finite numbers")
+            row = rows[i] if rows is not None else int(i)
+            errors[row] = InvalidInput(f"row {row}: feature {col} ({self.features[col]}) is {X[i, col]}; "
+                                       f"all {self.n_features} features must be finite numbers")
         return errors
 
     def score(self, X: np.ndarray, errors: dict[int, TenureError],

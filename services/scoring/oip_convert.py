@@ -73,7 +73,7 @@ def _typed(t: pb.ModelInferRequest.InferInputTensor, spec: TensorSpec, n: int) -
 
 
 def decode_inputs(req: pb.ModelInferRequest, served: ServedModel, max_rows: int) -> dict[str, np.ndarray]:
-    specs = {s.name: s for s in served.inputs}
+    specs = served.input_by_name
     if len(req.inputs) != len(specs):
         raise InvalidInput(f"{len(req.inputs)} inputs for model {short(served.name)}, which takes "
                            f"{len(specs)}: {', '.join(specs)}")
@@ -117,7 +117,7 @@ def requested_outputs(req: pb.ModelInferRequest, served: ServedModel) -> list[in
     """Indices (graph order) of the outputs to return: the requested ones, or all."""
     if not req.outputs:
         return list(range(len(served.outputs)))
-    index = {o.name: i for i, o in enumerate(served.outputs)}
+    index = served.output_index
     chosen: list[int] = []
     for o in req.outputs:
         if o.name not in index:

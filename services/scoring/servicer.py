@@ -14,7 +14,7 @@ from services.core.streaming import ordered_map
 from services.scoring import convert
 from services.scoring.engine import SCORES, RowScores, Scorer
 from tenure.errors import TenureError, TooLarge
-from tenure.v1 import scoring_pb2, scoring_pb2_grpc
+from tenure.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
 INLINE_MAX_ROWS = 64
 """Up to this many rows are scored on the event loop: two onnxruntime calls on a few rows cost
@@ -32,6 +32,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     def __init__(self, holder: Holder[Scorer], stream_window: int = 4) -> None:
         self.holder = holder
         self.stream_window = stream_window
+        self._versions_for: Scorer | None = None
+        self._version_messages: list[common_pb2.ModelVersion] = []
 
     @grpc_errors
     async def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> scoring_pb2.ScoreResponse:
@@ -39,11 +41,20 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         if len(request.customers) > scorer.max_rows:
             raise TooLarge(f"{len(request.customers)} customers in one Score call; at most {scorer.max_rows} "
                            "(use StreamScore for bulk jobs)")
-        keys, X, errors = convert.refs_to_matrix(list(request.customers), scorer.n_features, scorer.lookup)
-        errors.update({i: e for i, e in scorer.check_matrix(X).items() if i not in errors})
+        keys, X, errors, inline_rows = convert.refs_to_matrix(list(request.customers), scorer.n_features,
+                                                              scorer.lookup)
+        if inline_rows:
+            errors.update(scorer.check_matrix(X[inline_rows], inline_rows))
         scores = await _score(scorer, X, errors)
         return convert.score_response(keys, scores.churn, scores.lookalike, scorer.bands(scores.churn),
-                                      scores.errors, scorer.horizon_days, scorer.versions())
+                                      scores.errors, scorer.horizon_days, self._versions(scorer))
+
+    def _versions(self, scorer: Scorer) -> list[common_pb2.ModelVersion]:
+        """The ModelVersion messages of the loaded scorer, built once per loaded version."""
+        if self._versions_for is not scorer:
+            self._version_messages = model_versions(scorer.versions())
+            self._versions_for = scorer
+        return self._version_messages
 
     @grpc_errors
     async def StreamScore(self, request_iterator: AsyncIterator[scoring_pb2.ScoreChunk],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -14,12 +15,15 @@ from tenure.errors import DeadlineExpired, TooLarge
 class Model:
     """Doubles its input and records the batch sizes it was called with."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, gate: threading.Event | None = None) -> None:
         self.calls: list[int] = []
         self.fail = fail
+        self.gate = gate
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         self.calls.append(len(x))
+        if self.gate is not None and len(self.calls) == 1:
+            assert self.gate.wait(10), "the test never opened the gate"
         if self.fail:
             raise RuntimeError("model broke")
         return [x * 2, x.sum(axis=1)]
@@ -29,18 +33,39 @@ def rows(i: int, n: int = 1) -> np.ndarray:
     return np.full((n, 3), float(i), np.float32)
 
 
-def test_concurrent_requests_coalesce_and_each_gets_its_rows() -> None:
-    model = Model()
+def test_requests_queued_behind_a_busy_model_coalesce_and_each_gets_its_rows() -> None:
+    gate = threading.Event()
+    model = Model(gate=gate)
 
     async def main() -> list[list[np.ndarray]]:
-        batcher = Batcher(model, max_batch_rows=1024)
-        return await asyncio.gather(*(batcher.submit(rows(i, 1 + i % 3)) for i in range(50)))
+        batcher = Batcher(model, max_batch_rows=1024, inline_max_rows=4)
+        big = asyncio.ensure_future(batcher.submit(rows(0, 10)))  # > inline_max_rows: a worker thread
+        while not batcher._busy:
+            await asyncio.sleep(0)
+        small = [asyncio.ensure_future(batcher.submit(rows(i, 1 + i % 3))) for i in range(1, 51)]
+        await asyncio.sleep(0)  # all 50 are queued behind the busy model
+        gate.set()
+        await big
+        return await asyncio.gather(*small)
 
     results = asyncio.run(main())
-    assert model.calls == [sum(1 + i % 3 for i in range(50))]  # one onnxruntime run for all 50
-    for i, (doubled, summed) in enumerate(results):
+    assert model.calls == [10, sum(1 + i % 3 for i in range(1, 51))]  # one run for all 50 queued calls
+    for i, (doubled, summed) in enumerate(results, start=1):
         assert doubled.shape == (1 + i % 3, 3) and (doubled == 2 * i).all()
         assert (summed == 3 * i).all()
+
+
+def test_a_small_request_that_finds_the_model_idle_runs_at_once() -> None:
+    model = Model()
+
+    async def main() -> None:
+        batcher = Batcher(model)
+        for i in range(3):
+            assert ((await batcher.submit(rows(i)))[0] == 2 * i).all()
+        assert batcher.stats.batches == 3 and batcher.stats.requests == 3
+
+    asyncio.run(main())
+    assert model.calls == [1, 1, 1]
 
 
 def test_batches_respect_max_rows_and_large_batches_run_off_the_loop() -> None:
@@ -61,7 +86,7 @@ def test_expired_requests_are_dropped_before_compute() -> None:
     model = Model()
 
     async def main() -> None:
-        batcher = Batcher(model)
+        batcher = Batcher(model, inline_max_rows=0)  # every request queues
         live = batcher.submit(rows(1))
         dead = batcher.submit(rows(2), deadline=time.monotonic() - 0.001)
         got = await asyncio.gather(live, dead, return_exceptions=True)
@@ -84,7 +109,7 @@ def test_a_failed_batch_fails_each_caller() -> None:
 
 def test_bounded_queue_refuses_instead_of_growing() -> None:
     async def main() -> None:
-        batcher = Batcher(Model(), max_queue_rows=10)
+        batcher = Batcher(Model(), max_queue_rows=10, inline_max_rows=0)  # every request queues
         first = asyncio.ensure_future(batcher.submit(rows(1, 8)))
         await asyncio.sleep(0)  # the first request is queued; its flush has not run yet
         assert batcher._queued_rows == 8
@@ -100,7 +125,7 @@ def test_cancelled_callers_are_skipped() -> None:
     model = Model()
 
     async def main() -> None:
-        batcher = Batcher(model)
+        batcher = Batcher(model, inline_max_rows=0)  # every request queues
         gone = asyncio.ensure_future(batcher.submit(rows(1, 5)))
         stays = asyncio.ensure_future(batcher.submit(rows(2, 2)))
         await asyncio.sleep(0)
