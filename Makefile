@@ -40,7 +40,7 @@ run: $(VENV)/.installed
 
 # Lint and types first (seconds), then the suite.
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check tenure services training tests
+	$(VENV)/bin/ruff check tenure services training tests bench
 	$(VENV)/bin/mypy
 
 test: lint

@@ -199,6 +199,7 @@ def cmd_stream(a: argparse.Namespace) -> int:
         chunks.append(scoring_pb2.ScoreChunk(
             chunk_id=k, customer_ids=ids[idx].tolist(),
             features=common_pb2.FeatureMatrix(rows=rows, cols=cols, float32_le=X[idx].tobytes()),
+            scores=[s for s in a.scores.split(",") if s],
         ).SerializeToString())
     build_s = time.perf_counter() - t_build
 
@@ -334,6 +335,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--chunk", type=int, default=10_000)
     p.add_argument("--churn-onnx", default="", help="churn model.onnx (its manifest.json beside it) for a check")
+    p.add_argument("--scores", default="", help="comma-separated scores to ask for (ScoreChunk.scores); empty = all")
     p.add_argument("--timeout-s", type=float, default=300)
     p.set_defaults(func=cmd_stream)
     p = sub.add_parser("load")

@@ -248,10 +248,10 @@ class ForeignCpu:
         cur: dict[tuple[int, int | None], float] = {}
         delta = kdelta = 0.0
         for p, pp in parents.items():
+            key = (p, start_time(p))
+            cur[key] = cpu_seconds(p)  # ours too: one of ours orphaned by its parent's exit is foreign from then on
             if p in ours:
                 continue
-            key = (p, start_time(p))
-            cur[key] = cpu_seconds(p)
             # a process born since the last sample counts from 0; on the first sample nothing counts
             d = cur[key] - self.prev.get(key, 0.0) if self.prev else 0.0
             if d <= 0:

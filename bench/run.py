@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import struct
 import subprocess
@@ -58,7 +59,7 @@ class Bench:
         self.rss: dict[str, Any] = {}
         self.soak: dict[str, Any] = {}
         self.phase_s: dict[str, float] = {}
-        self.foreign = ForeignCpu()
+        self.foreign = ForeignCpu(interval_s=1.0)
         self.foreign_phase: dict[str, float] = {}
         self.servers: list[Server] = []
         self.ref: np.ndarray | None = None
@@ -170,21 +171,33 @@ class Bench:
     def measure(self, system: str, mode: str, kind: str, target: str, path: str, frame: str, expect: int,
                 rows: int, conc: int, conns: int = 1, pin_label: str = PIN_1W, cores: str | None = CLIENT_CORE,
                 threads: int = 1, workers: int = 1, note: str = "") -> dict[str, Any] | None:
+        t0 = self.foreign_mark("measure")
         try:
             r = self.load(target, path, frame, expect, conc, conns, cores)
         except Exception as err:  # noqa: BLE001  (one failed measurement must not end the run)
             self.skip(f"{system} {mode} c={conc} rows={rows}", f"load generator failed: {err}")
             return None
+        finally:
+            share = self.foreign_share("measure", t0)
         if "req_s" not in r:
             self.skip(f"{system} {mode} c={conc} rows={rows}", r.get("reason", "no result"))
             return None
         rec = {"system": system, "mode": mode, "kind": kind, "pin": pin_label, "rows": rows, "threads": threads,
-               "workers": workers, **r, "rows_s": r["req_s"] * rows, "note": note}
+               "workers": workers, **r, "rows_s": r["req_s"] * rows, "note": note, "foreign_cpu_share": share}
         self.rows.append(rec)
         log(f"{system:10s} {mode:34s} c={conc:3d}/{conns:2d}conn rows={rows:5d} req/s={r['req_s']:9,.0f} "
             f"rows/s={rec['rows_s']:11,.0f} p50={r['p50_ms']:7.2f} p99={r['p99_ms']:7.2f} "
-            f"p99.9={r['p999_ms']:7.2f} ms err={r['errors']}")
+            f"p99.9={r['p999_ms']:7.2f} ms err={r['errors']}"
+            + (f"  (other processes took {share:.0%} of the box)" if share >= 0.05 else ""))
         return rec
+
+    def foreign_mark(self, name: str) -> float:
+        self.foreign.mark(name)
+        return time.perf_counter()
+
+    def foreign_share(self, name: str, t0: float) -> float:
+        """CPU share of the box used by processes outside the harness since foreign_mark(name)."""
+        return self.foreign.close(name) / max((time.perf_counter() - t0) * ncpus(), 1e-9)
 
     # -------------------------------------------------------------- KServe systems
     def check_modelinfer(self, label: str, target: str, frame: str, rows: int) -> dict[str, Any] | None:
@@ -264,8 +277,10 @@ class Bench:
             self.skip("in-process churn model", f"no Tenure repository at {p.repo}")
 
     def _inproc(self, cmd: list[str], pin_label: str) -> None:
+        t0 = self.foreign_mark("inproc")
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=self.p.root)
-        got = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+        share = self.foreign_share("inproc", t0)
+        got = [{**json.loads(ln), "foreign_cpu_share": share} for ln in r.stdout.splitlines() if ln.startswith("{")]
         if r.returncode != 0 or not got:
             self.skip(f"in-process {cmd[-1]}", f"exit {r.returncode}: {r.stderr[-400:]}")
         for g in got:
@@ -315,7 +330,9 @@ class Bench:
                                 capture_output=True, text=True, timeout=60).stdout.strip()
         g = free_port(span=3) + 1  # PyTriton binds http = grpc-1 and metrics = grpc+1
         target = f"127.0.0.1:{g}"
-        env = {"LD_LIBRARY_PATH": ":".join(x for x in (libdir, os.environ.get("LD_LIBRARY_PATH", "")) if x)}
+        home = self.p.cache / "pytriton-home"  # its workspaces (a copy of tritonserver each), not ~/.cache/pytriton
+        env = {"LD_LIBRARY_PATH": ":".join(x for x in (libdir, os.environ.get("LD_LIBRARY_PATH", "")) if x),
+               "PYTRITON_HOME": str(home)}
         srv = self.start_server("pytriton", [inst.py, str(self.p.peers / "pytriton_server.py"), "--models",
                                              str(self.p.model), "--grpc-port", str(g)], SERVER_CORE,
                                 ("kserve", "churn_onnx_db0"), 240, env=env, cwd=self.p.cache, target=target)
@@ -325,6 +342,8 @@ class Bench:
                                   "pytriton")
             finally:
                 self.stop(srv)
+                for ws in home.glob("workspace_*"):  # left behind when it is killed rather than drained
+                    shutil.rmtree(ws, ignore_errors=True)
 
     def tenure_cmd(self, service: str, port: int, workers: int = 1) -> list[str]:
         cmd = [self.p.py, "-m", "tenure.cli", "serve", service, "--port", str(port), "--models", str(self.p.repo),
@@ -470,13 +489,21 @@ class Bench:
             return {"churn_inproc_error": repr(err)[:200]}
 
     def tenure_stream(self, ts: str) -> None:
+        # A bulk churn job (the target's like-for-like: in-process churn alone), then every score.
+        for scores, mode in (("churn", "StreamScore churn only, inline features"),
+                             ("", "StreamScore churn + lookalike, inline features")):
+            self.tenure_stream_one(ts, scores, mode)
+
+    def tenure_stream_one(self, ts: str, scores: str, mode: str) -> None:
         churn = sorted((self.p.repo / "churn").iterdir())
         onnx = next((str(d / "model.onnx") for d in reversed(churn) if (d / "model.onnx").exists()), "")
+        t0 = self.foreign_mark("stream")
         res = self.client("stream", "--target", ts, "--repo", str(self.p.repo), "--rows", str(self.a.stream_rows),
-                          "--chunk", str(self.a.chunk), "--churn-onnx", onnx, "--timeout-s", "300", timeout=420)
-        self.checks["Tenure StreamScore"] = res
+                          "--chunk", str(self.a.chunk), "--churn-onnx", onnx, "--timeout-s", "300", "--scores", scores, timeout=420)
+        share = self.foreign_share("stream", t0)
+        self.checks[f"Tenure {mode}"] = res
         if "rows_s" not in res:
-            self.skip("Tenure StreamScore", res.get("error") or res.get("reason") or "no result")
+            self.skip(f"Tenure {mode}", res.get("error") or res.get("reason") or "no result")
             return
         cpu = res.get("client_cpu_frac", 0)
         note = (f"1 stream, {res['chunks']} chunks x {res['chunk_rows']} rows inline (pre-serialised), "
@@ -487,11 +514,12 @@ class Bench:
         if diff is None or diff > 1e-4:
             self.notes.append(f"Tenure StreamScore: chunk 0 churn vs in-process churn model max |diff| = {diff}")
         n_err = res["rows_sent"] - res["rows_back"] + res["failures"]
-        rec = {"system": "Tenure", "mode": "StreamScore, inline features", "kind": "stream", "pin": PIN_1W,
+        rec = {"system": "Tenure", "mode": mode, "kind": "stream", "pin": PIN_1W,
                "rows": res["chunk_rows"], "threads": 1, "workers": 1, "client": "python-grpc.aio", "conc": 1,
                "conns": 1, "requests": res["chunks"], "errors": n_err, "secs": res["secs"],
                "req_s": res["chunks"] / res["secs"], "rows_s": res["rows_s"], "p50_ms": None, "p99_ms": None,
-               "p999_ms": None, "note": note, "rows_total": res["rows_back"], "ok": res["ok"]}
+               "p999_ms": None, "note": note, "rows_total": res["rows_back"], "ok": res["ok"],
+               "foreign_cpu_share": share}
         self.rows.append(rec)
         log(f"Tenure     StreamScore {res['rows_back']:,} rows in {res['secs']:.1f}s = {res['rows_s']:,.0f} rows/s "
             f"(client CPU {cpu:.0%}, ok={res['ok']})")
@@ -644,7 +672,8 @@ class Bench:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("BENCH_OUT", "bench/out"))
     ap.add_argument("--cache", default=None, help="default $TENURE_BENCH_CACHE or /tmp/tenure-bench")
     ap.add_argument("--dur", type=float, default=env_float("DUR", 5), help="seconds per measurement")

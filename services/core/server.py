@@ -145,15 +145,26 @@ def build_service(
     return Service(server, port, health, {name: holder for _, _, name, holder in registrations}, settings)
 
 
-async def serve_forever(service: Service, banner: str) -> None:
-    """Run until SIGTERM/SIGINT, then drain gracefully."""
+async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
+    """A worker whose parent died (even by SIGKILL) drains and exits instead of serving on alone."""
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(1.0)
+    log.warning("parent process %d is gone; stopping", parent_pid)
+    stop.set()
+
+
+async def serve_forever(service: Service, banner: str, parent_pid: int | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or, for a worker, until its parent is gone), then drain gracefully."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watchdog = asyncio.create_task(_stop_when_orphaned(parent_pid, stop)) if parent_pid else None
     await service.start()
     log.info("%s listening on port %d", banner, service.port)
     await stop.wait()
+    if watchdog is not None:
+        watchdog.cancel()
     log.info("%s draining (grace %.1fs)", banner, service.settings.shutdown_grace_s)
     await service.stop()
 
@@ -173,11 +184,11 @@ def _configure_logging() -> None:
 
 
 def _serve_one(make: Callable[[ServiceSettings, str], Service], settings: ServiceSettings, address: str,
-               banner: str) -> None:
+               banner: str, parent_pid: int | None = None) -> None:
     _configure_logging()
 
     async def main() -> None:
-        await serve_forever(make(settings, address), banner)
+        await serve_forever(make(settings, address), banner, parent_pid)
 
     asyncio.run(main())
 
@@ -192,7 +203,7 @@ def run(make: Callable[[ServiceSettings, str], Service], settings: ServiceSettin
     if address.endswith(":0"):
         raise SystemExit("--workers > 1 needs a fixed port: each worker binds the same one (SO_REUSEPORT)")
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_serve_one, args=(make, settings, address, f"{banner} worker {i}"))
+    procs = [ctx.Process(target=_serve_one, args=(make, settings, address, f"{banner} worker {i}", os.getpid()))
              for i in range(settings.workers)]
     for proc in procs:
         proc.start()

@@ -77,3 +77,28 @@ def test_two_workers_share_one_port_and_stop_together(trained_repo: Path) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_workers_stop_when_their_parent_is_killed(trained_repo: Path) -> None:
+    import time
+
+    from services.demo import wait_serving
+    from tenure.cli import _free_port
+
+    port = _free_port(0)
+    proc = subprocess.Popen([sys.executable, "-m", "tenure.cli", "serve", "scoring", "--port", str(port),
+                             "--workers", "2", "--models", str(trained_repo)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_serving(f"127.0.0.1:{port}", timeout_s=90, proc=proc)  # type: ignore[arg-type]
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2
+    finally:
+        proc.kill()  # no chance to forward anything to the workers
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.2)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists() and b"zombie" not in Path(f"/proc/{w}/status").read_bytes().lower()]
+    assert not alive, f"workers {alive} outlived their parent"
