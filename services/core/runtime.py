@@ -40,6 +40,9 @@ class OnnxModel:
         out = manifest.outputs[0]
         self.output = out["name"]
         self.column = out.get("use_column")
+        # Looked up once: session.get_inputs() builds new objects on every call.
+        self.input_name = self.session.get_inputs()[0].name
+        self._outputs = [self.output]
 
     def _check_signature(self) -> None:
         inputs = self.session.get_inputs()
@@ -64,7 +67,7 @@ class OnnxModel:
         """float32 (n, n_features) -> float32 (n,)."""
         if len(X) == 0:
             return np.zeros(0, np.float32)
-        out = self.session.run([self.output], {self.session.get_inputs()[0].name: X})[0]
+        out = self.session.run(self._outputs, {self.input_name: X})[0]
         return out[:, self.column] if self.column is not None else out.reshape(len(X))
 
     def warm_up(self) -> None:

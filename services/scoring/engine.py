@@ -48,6 +48,10 @@ class Scorer:
 
     def lookup(self, ids: list[str]) -> tuple[np.ndarray, dict[int, TenureError]]:
         """Feature rows for ids (zeros where unknown) and the unknown rows' errors."""
+        if len(ids) == 1:  # per-request calls: a view of the stored row, no index arrays
+            row = self.snapshot.index.get(ids[0])
+            if row is not None:
+                return self.snapshot.X[row:row + 1], {}
         rows = self.snapshot.rows(ids)
         missing = np.flatnonzero(rows < 0)
         errors: dict[int, TenureError] = {
@@ -74,6 +78,13 @@ class Scorer:
               wanted: frozenset[str] = SCORES) -> RowScores:
         """Score the rows that have no error yet (only the `wanted` scores); failed rows get NaN."""
         n = len(X)
+        if not errors:  # the common case: every row scores
+            return RowScores(
+                self.churn.predict(X if self.identity_churn else np.ascontiguousarray(X[:, self.churn_cols]))
+                if "churn" in wanted else np.zeros(0, np.float32),
+                self.lookalike.predict(np.ascontiguousarray(X[:, self.lookalike_cols]))
+                if "lookalike" in wanted else np.zeros(0, np.float32),
+                errors)
         ok = np.ones(n, bool)
         if errors:
             ok[list(errors)] = False
