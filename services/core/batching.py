@@ -79,6 +79,9 @@ class Batcher:
                            f"{self.max_queue_rows}); retry later")
         self.stats.requests += 1
         self.stats.rows += len(x)
+        if deadline is not None and deadline <= time.monotonic():
+            self.stats.expired += 1
+            raise DeadlineExpired("the deadline had passed when the request reached the model")
         if not self._queue and not self._busy and len(x) <= self.inline_max_rows and self.max_queue_delay_s == 0:
             # Idle and small: nothing to coalesce with, so run now rather than pay for a future
             # and a turn of the loop. Concurrent arrivals still batch while a large run is busy.

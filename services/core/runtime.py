@@ -45,15 +45,18 @@ class OnnxModel:
         self._outputs = [self.output]
 
     def _check_signature(self) -> None:
+        """The graph must have the inputs and outputs its manifest declares (a model whose
+        manifest lists features takes one input of exactly that width)."""
         inputs = self.session.get_inputs()
-        want = self.manifest.inputs[0] if self.manifest.inputs else {}
-        if len(inputs) != 1 or inputs[0].name != want.get("name"):
-            raise ArtifactError(f"{self.name}: ONNX inputs {[i.name for i in inputs]} do not match the manifest's "
-                                f"{want.get('name')!r}", model=self.name)
-        width = inputs[0].shape[1]
-        if width != len(self.features):
-            raise ArtifactError(f"{self.name}: ONNX expects {width} features, the manifest lists {len(self.features)}",
-                                model=self.name)
+        got = [i.name for i in inputs]
+        want = [i["name"] for i in self.manifest.inputs]
+        if got != want:
+            raise ArtifactError(f"{self.name}: ONNX inputs {got} do not match the manifest's {want}", model=self.name)
+        if self.features:
+            width = inputs[0].shape[-1] if len(inputs) == 1 and inputs[0].shape else None
+            if width != len(self.features):
+                raise ArtifactError(f"{self.name}: ONNX expects {width} features, the manifest lists "
+                                    f"{len(self.features)}", model=self.name)
         outputs = {o.name for o in self.session.get_outputs()}
         missing = [o["name"] for o in self.manifest.outputs if o["name"] not in outputs]
         if missing:

@@ -56,7 +56,16 @@ def _decode_bytes(buf: bytes, n: int, name: str) -> np.ndarray:
         offset += length
     if offset != len(buf):
         raise InvalidInput(f"input {short(name)}: {len(buf) - offset} bytes after the {n} BYTES elements")
-    return np.array(out, dtype=object)
+    return _as_text(out, name)
+
+
+def _as_text(values: list[bytes], name: str) -> np.ndarray:
+    """BYTES elements for an ONNX string tensor, which holds text: UTF-8 or refused."""
+    try:
+        return np.array([v.decode("utf-8") for v in values], dtype=object)
+    except UnicodeDecodeError as err:
+        raise InvalidInput(f"input {short(name)}: a BYTES element is not UTF-8 text ({err.reason} at byte "
+                           f"{err.start}); ONNX string tensors hold text") from err
 
 
 def _typed(t: pb.ModelInferRequest.InferInputTensor, spec: TensorSpec, n: int) -> np.ndarray:
@@ -69,7 +78,7 @@ def _typed(t: pb.ModelInferRequest.InferInputTensor, spec: TensorSpec, n: int) -
     values = getattr(t.contents, field)
     if len(values) != n:
         raise InvalidInput(f"input {short(t.name)}: {len(values)} values in {field}, shape needs {n}")
-    return np.array(list(values), dtype=object) if dtype == "O" else np.asarray(values, dtype=dtype)
+    return _as_text(list(values), t.name) if dtype == "O" else np.asarray(values, dtype=dtype)
 
 
 def decode_inputs(req: pb.ModelInferRequest, served: ServedModel, max_rows: int) -> dict[str, np.ndarray]:
@@ -131,7 +140,7 @@ def requested_outputs(req: pb.ModelInferRequest, served: ServedModel) -> list[in
 
 def _raw(arr: np.ndarray, datatype: str) -> bytes:
     if datatype == "BYTES":
-        parts = [v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel()]
+        parts = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.ravel()]
         return b"".join(struct.pack("<I", len(p)) + p for p in parts)
     return np.ascontiguousarray(arr, dtype=DATATYPES[datatype][0]).tobytes()
 

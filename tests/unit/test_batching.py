@@ -148,3 +148,14 @@ def test_queue_delay_waits_for_more_rows_when_idle_batches_are_small() -> None:
 
     assert asyncio.run(run(0)) == [1, 1]  # no delay: the idle batcher ran the first row at once
     assert asyncio.run(run(500_000)) == [2]  # a delay: it waited and both rows went together
+
+
+def test_a_request_past_its_deadline_is_refused_even_when_idle() -> None:
+    model = Model()
+
+    async def main() -> None:
+        with pytest.raises(DeadlineExpired):
+            await Batcher(model).submit(rows(1), deadline=time.monotonic() - 1)
+
+    asyncio.run(main())
+    assert model.calls == []
