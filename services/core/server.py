@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import gc
 import inspect
 import json
 import logging
@@ -81,7 +82,11 @@ class Service:
     async def _load(self, holder: Holder[Any]) -> None:
         """Load (then keep polling for newer) models; health follows what is loaded."""
         while True:
-            await asyncio.to_thread(holder.refresh)
+            if await asyncio.to_thread(holder.refresh):
+                # Models, snapshots and their indexes live as long as the version: keep the
+                # collector from walking them again and again on the serving path.
+                gc.collect()
+                gc.freeze()
             await self._refresh_health()
             interval = self.settings.reload_interval_s
             if holder.current is not None and interval <= 0:
