@@ -24,6 +24,8 @@ def test_serve_process_answers_and_drains_on_sigterm(trained_repo: Path) -> None
         lines = []
         for line in proc.stderr:  # structured logs: one JSON object per line
             lines.append(line)
+            if not line.startswith("{"):
+                continue  # native libraries (onnxruntime) may write plain lines to stderr
             entry = json.loads(line)
             if "listening on port" in entry["msg"]:
                 port = int(entry["msg"].rsplit(" ", 1)[1])
@@ -50,22 +52,33 @@ def test_serve_process_answers_and_drains_on_sigterm(trained_repo: Path) -> None
             proc.kill()
 
 
-def test_two_workers_share_one_port_and_stop_together(trained_repo: Path) -> None:
+def start_two_workers(repo: Path) -> tuple[subprocess.Popen[bytes], int, list[int]]:
+    """`tenure serve scoring --workers 2` on a free port, SERVING; returns (parent, port, worker pids)."""
     from services.demo import wait_serving
     from tenure.cli import _free_port
-    from tenure.v1 import inference_pb2 as pb
-    from tenure.v1 import inference_pb2_grpc
 
     port = _free_port(0)
     proc = subprocess.Popen([sys.executable, "-m", "tenure.cli", "serve", "scoring", "--port", str(port),
-                             "--workers", "2", "--models", str(trained_repo)],
+                             "--workers", "2", "--models", str(repo)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_serving(f"127.0.0.1:{port}", timeout_s=90, proc=proc)  # type: ignore[arg-type]
+        wait_serving(f"127.0.0.1:{port}", timeout_s=90, proc=proc)
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        # Worker processes run spawn_main; multiprocessing's resource tracker is a child too.
-        workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-        assert len(workers) == 2, children
+    except BaseException:
+        proc.kill()
+        raise
+    # Worker processes run spawn_main; multiprocessing's resource tracker is a child too.
+    workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return proc, port, workers
+
+
+def test_two_workers_share_one_port_and_stop_together(trained_repo: Path) -> None:
+    from tenure.v1 import inference_pb2 as pb
+    from tenure.v1 import inference_pb2_grpc
+
+    proc, port, workers = start_two_workers(trained_repo)
+    try:
+        assert len(workers) == 2
         X = FeatureSnapshot.load_latest(trained_repo).X[:1]
         req = pb.ModelInferRequest(model_name="churn", inputs=[pb.ModelInferRequest.InferInputTensor(
             name="features", datatype="FP32", shape=list(X.shape))], raw_input_contents=[X.tobytes()])
@@ -82,21 +95,10 @@ def test_two_workers_share_one_port_and_stop_together(trained_repo: Path) -> Non
 def test_workers_stop_when_their_parent_is_killed(trained_repo: Path) -> None:
     import time
 
-    from services.demo import wait_serving
-    from tenure.cli import _free_port
-
-    port = _free_port(0)
-    proc = subprocess.Popen([sys.executable, "-m", "tenure.cli", "serve", "scoring", "--port", str(port),
-                             "--workers", "2", "--models", str(trained_repo)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_serving(f"127.0.0.1:{port}", timeout_s=90, proc=proc)  # type: ignore[arg-type]
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-        assert len(workers) == 2
-    finally:
-        proc.kill()  # no chance to forward anything to the workers
-        proc.wait()
+    proc, _port, workers = start_two_workers(trained_repo)
+    assert len(workers) == 2
+    proc.kill()  # no chance to forward anything to the workers
+    proc.wait()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
         time.sleep(0.2)
