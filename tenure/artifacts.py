@@ -63,9 +63,9 @@ class Manifest:
         return cls(**known)
 
 
-def _new_version(name_dir: Path) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    return stamp
+def _new_version() -> str:
+    """UTC timestamp to the microsecond: versions sort by name, newest last."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def write_artifact(repo: Path, manifest: Manifest, files: dict[str, bytes | Path]) -> Path:
@@ -81,7 +81,7 @@ def write_artifact(repo: Path, manifest: Manifest, files: dict[str, bytes | Path
             else:
                 target.write_bytes(content)
             manifest.files[fname] = sha256_file(target)
-        manifest.version = _new_version(name_dir)
+        manifest.version = _new_version()
         manifest.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         (tmp / MANIFEST).write_text(manifest.to_json())
         final = name_dir / manifest.version
@@ -132,9 +132,3 @@ def latest_valid(repo: Path, name: str) -> tuple[Path, Manifest]:
     detail = "; ".join(problems) if problems else f"no versions under {Path(repo) / name}"
     raise ArtifactError(f"model {name!r}: no valid version ({detail})", model=name)
 
-
-def fingerprint_frame_bytes(*parts: bytes) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part)
-    return digest.hexdigest()[:16]

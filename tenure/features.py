@@ -111,8 +111,6 @@ class TxArrays:
     # Order level (purchase orders only), sorted by customer then time.
     o_cust: np.ndarray
     o_t: np.ndarray
-    o_value: np.ndarray
-    o_lines: np.ndarray
     o_chan: np.ndarray
     categories: tuple[str, ...]
     channels: tuple[str, ...]
@@ -148,14 +146,10 @@ class TxArrays:
                 "order": order[buy],
                 "cust": cust[buy],
                 "t": t[buy],
-                "value": amount[buy],
                 "chan": chan[buy],
             }
         )
-        agg = orders.groupby("order", sort=False).agg(
-            cust=("cust", "first"), t=("t", "min"), value=("value", "sum"),
-            lines=("value", "size"), chan=("chan", "first"),
-        )
+        agg = orders.groupby("order", sort=False).agg(cust=("cust", "first"), t=("t", "min"), chan=("chan", "first"))
         agg = agg.sort_values(["cust", "t"], kind="stable")
         return cls(
             customer_ids=np.asarray(customer_ids, dtype=object),
@@ -170,8 +164,6 @@ class TxArrays:
             is_return=is_return,
             o_cust=agg["cust"].to_numpy(np.int64),
             o_t=agg["t"].to_numpy(np.float64),
-            o_value=agg["value"].to_numpy(np.float64),
-            o_lines=agg["lines"].to_numpy(np.float64),
             o_chan=agg["chan"].to_numpy(np.int64),
             categories=categories,
             channels=channels,
