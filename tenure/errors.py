@@ -44,3 +44,7 @@ class DeadlineExpired(TenureError):
 
 class UnknownModel(TenureError):
     """A model name or version the repository does not hold."""
+
+
+class Cancelled(TenureError):
+    """The caller cancelled (or its connection closed) before the work started; it was dropped."""

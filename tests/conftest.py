@@ -1,8 +1,6 @@
 """Shared fixtures: a small synthetic shop trained once per session, real servers on port 0."""
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -31,28 +29,16 @@ def trained_repo(small_shop: Shop, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 class ServerThread:
-    """A service's grpc.aio server on its own event loop in a background thread."""
+    """A service's real server (grpcio's threaded server) started in this process on port 0."""
 
     def __init__(self, make_service: Callable[[ServiceSettings, str], Any], settings: ServiceSettings) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.service = self.call(self._start(make_service, settings))
+        self.service = make_service(settings, "127.0.0.1:0")
+        self.service.start()
         self.port: int = self.service.port
         self.target = f"127.0.0.1:{self.port}"
 
-    async def _start(self, make_service: Callable[[ServiceSettings, str], Any], settings: ServiceSettings) -> Any:
-        service = make_service(settings, "127.0.0.1:0")
-        await service.start()
-        return service
-
-    def call(self, coro: Any, timeout: float = 60) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
     def stop(self) -> None:
-        self.call(self.service.stop(0.5))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        self.service.stop(0.5)
 
 
 def wait_serving(target: str) -> None:

@@ -5,6 +5,7 @@ import grpc
 
 from tenure.errors import (
     ArtifactError,
+    Cancelled,
     DataError,
     DeadlineExpired,
     InvalidInput,
@@ -21,6 +22,7 @@ STATUS: dict[type[TenureError], grpc.StatusCode] = {
     UnknownProduct: grpc.StatusCode.NOT_FOUND,
     UnknownModel: grpc.StatusCode.NOT_FOUND,
     DeadlineExpired: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Cancelled: grpc.StatusCode.CANCELLED,
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     DataError: grpc.StatusCode.INVALID_ARGUMENT,
     TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,

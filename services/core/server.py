@@ -1,7 +1,6 @@
 """Server plumbing shared by the three services: build, health, reflection, errors, drain."""
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import gc
@@ -11,11 +10,14 @@ import logging
 import multiprocessing
 import os
 import signal
-from typing import Any, AsyncIterator, Callable, Sequence
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from services.core.errors import status_for
@@ -34,76 +36,95 @@ def grpc_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     handlers; anything unexpected becomes INTERNAL with a generic message and a logged traceback."""
     name = method.__qualname__
 
-    async def abort(err: Exception, context: grpc.aio.ServicerContext) -> None:
-        if isinstance(err, grpc.aio.AbortError):  # the handler aborted on purpose
+    def abort(err: Exception, context: grpc.ServicerContext) -> NoReturn:
+        if isinstance(err, grpc.RpcError):  # the call itself broke (the client cancelled): grpc knows
             raise err
         if isinstance(err, TenureError):
-            await context.abort(*status_for(err))
+            context.abort(*status_for(err))
         log.error("%s failed", name, exc_info=err)
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}")
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}")
+        raise AssertionError("unreachable: context.abort raises")
 
-    if inspect.isasyncgenfunction(method):
+    if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
-        async def stream_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        def stream_wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             try:
-                async for item in method(self, request, context):
-                    yield item
+                yield from method(self, request, context)
             except Exception as err:
-                await abort(err, context)
+                abort(err, context)
         return stream_wrapper
 
     @functools.wraps(method)
-    async def unary_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def unary_wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return await method(self, request, context)
+            return method(self, request, context)
         except Exception as err:
-            await abort(err, context)
+            abort(err, context)
     return unary_wrapper
 
 
-class Service:
-    """A running server: the aio server, its port, health, and one model holder per gRPC service."""
+def deadline_of(context: grpc.ServicerContext) -> float | None:
+    """The call's deadline as time.monotonic() seconds (None: no deadline)."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
 
-    def __init__(self, server: grpc.aio.Server, port: int, health: HealthServicer,
+
+class Service:
+    """A server: grpcio's threaded server, its port, health, and one model holder per gRPC service.
+
+    Threaded rather than grpc.aio: measured here with the same handler, the threaded server answers
+    single-row calls at ~1.7-2x the req/s of grpc.aio at concurrency 64 and at least as fast at
+    concurrency 1 (each call runs on a pool thread; onnxruntime releases the GIL while it computes).
+    """
+
+    def __init__(self, server: grpc.Server, port: int, health: HealthServicer,
                  holders: dict[str, Holder[Any]], settings: ServiceSettings) -> None:
         self.server = server
         self.port = port
         self.health = health
         self.holders = holders
         self.settings = settings
-        self._loaders: list[asyncio.Task[None]] = []
+        self._stopping = threading.Event()
+        self._loaders: list[threading.Thread] = []
 
-    async def _refresh_health(self) -> None:
+    def _refresh_health(self) -> None:
         loaded = {name: h.current is not None for name, h in self.holders.items()}
         for name, ok in loaded.items():
-            await self.health.set(name, SERVING if ok else NOT_SERVING)
-        await self.health.set("", SERVING if all(loaded.values()) else NOT_SERVING)
+            self.health.set(name, SERVING if ok else NOT_SERVING)
+        self.health.set("", SERVING if all(loaded.values()) else NOT_SERVING)
 
-    async def _load(self, holder: Holder[Any]) -> None:
+    def _load(self, holder: Holder[Any]) -> None:
         """Load (then keep polling for newer) models; health follows what is loaded."""
-        while True:
-            if await asyncio.to_thread(holder.refresh):
+        while not self._stopping.is_set():
+            try:
+                changed = holder.refresh()
+            except Exception:  # refresh reports broken versions itself; never let the loader die
+                log.exception("loading models failed")
+                changed = False
+            if changed:
                 # Models, snapshots and their indexes live as long as the version: keep the
                 # collector from walking them again and again on the serving path.
                 gc.collect()
                 gc.freeze()
-            await self._refresh_health()
+            self._refresh_health()
             interval = self.settings.reload_interval_s
             if holder.current is not None and interval <= 0:
                 return
-            await asyncio.sleep(interval if interval > 0 else 2.0)
+            self._stopping.wait(interval if interval > 0 else 2.0)
 
-    async def start(self) -> None:
-        await self._refresh_health()
-        await self.server.start()
-        self._loaders = [asyncio.create_task(self._load(h)) for h in self.holders.values()]
+    def start(self) -> None:
+        self._refresh_health()
+        self.server.start()
+        self._loaders = [threading.Thread(target=self._load, args=(h,), name=f"load-{name}", daemon=True)
+                         for name, h in self.holders.items()]
+        for thread in self._loaders:
+            thread.start()
 
-    async def stop(self, grace_s: float | None = None) -> None:
+    def stop(self, grace_s: float | None = None) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace."""
-        await self.health.enter_graceful_shutdown()
-        for task in self._loaders:
-            task.cancel()
-        await self.server.stop(self.settings.shutdown_grace_s if grace_s is None else grace_s)
+        self.health.enter_graceful_shutdown()
+        self._stopping.set()
+        self.server.stop(self.settings.shutdown_grace_s if grace_s is None else grace_s).wait()
 
 
 class JsonFormatter(logging.Formatter):
@@ -119,14 +140,15 @@ class JsonFormatter(logging.Formatter):
 
 def build_service(
     address: str,
-    registrations: Sequence[tuple[Callable[[Any, grpc.aio.Server], None], Any, str, Holder[Any]]],
+    registrations: Sequence[tuple[Callable[[Any, grpc.Server], None], Any, str, Holder[Any]]],
     settings: ServiceSettings,
 ) -> Service:
     """Create the server (not started) with health (NOT_SERVING) and reflection; port 0 picks one.
 
     registrations: (add_XServicer_to_server, servicer, full service name, the holder it serves from).
     """
-    server = grpc.aio.server(
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=settings.server_threads, thread_name_prefix="rpc"),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -150,28 +172,28 @@ def build_service(
     return Service(server, port, health, {name: holder for _, _, name, holder in registrations}, settings)
 
 
-async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
+def _stop_when_orphaned(parent_pid: int, stop: threading.Event) -> None:
     """A worker whose parent died (even by SIGKILL) drains and exits instead of serving on alone."""
-    while os.getppid() == parent_pid:
-        await asyncio.sleep(1.0)
-    log.warning("parent process %d is gone; stopping", parent_pid)
-    stop.set()
+    while os.getppid() == parent_pid and not stop.wait(1.0):
+        pass
+    if not stop.is_set():
+        log.warning("parent process %d is gone; stopping", parent_pid)
+        stop.set()
 
 
-async def serve_forever(service: Service, banner: str, parent_pid: int | None = None) -> None:
+def serve_forever(service: Service, banner: str, parent_pid: int | None = None) -> None:
     """Run until SIGTERM/SIGINT (or, for a worker, until its parent is gone), then drain gracefully."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    watchdog = asyncio.create_task(_stop_when_orphaned(parent_pid, stop)) if parent_pid else None
-    await service.start()
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+    if parent_pid:
+        threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), name="orphan-watch",
+                         daemon=True).start()
+    service.start()
     log.info("%s listening on port %d", banner, service.port)
-    await stop.wait()
-    if watchdog is not None:
-        watchdog.cancel()
+    stop.wait()
     log.info("%s draining (grace %.1fs)", banner, service.settings.shutdown_grace_s)
-    await service.stop()
+    service.stop()
 
 
 def resolve_processes(settings: ServiceSettings) -> ServiceSettings:
@@ -191,11 +213,7 @@ def _configure_logging() -> None:
 def _serve_one(make: Callable[[ServiceSettings, str], Service], settings: ServiceSettings, address: str,
                banner: str, parent_pid: int | None = None) -> None:
     _configure_logging()
-
-    async def main() -> None:
-        await serve_forever(make(settings, address), banner, parent_pid)
-
-    asyncio.run(main())
+    serve_forever(make(settings, address), banner, parent_pid)
 
 
 def run(make: Callable[[ServiceSettings, str], Service], settings: ServiceSettings, address: str, banner: str) -> None:

@@ -1,7 +1,5 @@
-"""RecommendationService: convert, rank in a worker thread, convert."""
+"""RecommendationService: convert, rank, convert."""
 from __future__ import annotations
-
-import asyncio
 
 import grpc
 
@@ -17,17 +15,17 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
         self.holder = holder
 
     @grpc_errors
-    async def Recommend(self, request: recommendation_pb2.RecommendRequest,
-                        context: grpc.aio.ServicerContext) -> recommendation_pb2.RecommendResponse:
+    def Recommend(self, request: recommendation_pb2.RecommendRequest,
+                  context: grpc.ServicerContext) -> recommendation_pb2.RecommendResponse:
         rec = self.holder.get()
-        ranked = await asyncio.to_thread(rec.recommend, request.customer_id, request.k,
+        ranked = rec.recommend(request.customer_id, request.k,
                                          list(request.exclude_product_ids), request.category)
         return convert.response(ranked, rec.catalog, (rec.model.name, rec.model.version))
 
     @grpc_errors
-    async def RecommendForBasket(self, request: recommendation_pb2.RecommendForBasketRequest,
-                                 context: grpc.aio.ServicerContext) -> recommendation_pb2.RecommendResponse:
+    def RecommendForBasket(self, request: recommendation_pb2.RecommendForBasketRequest,
+                           context: grpc.ServicerContext) -> recommendation_pb2.RecommendResponse:
         rec = self.holder.get()
-        ranked = await asyncio.to_thread(rec.recommend_for_basket, convert.basket_items(request),
+        ranked = rec.recommend_for_basket(convert.basket_items(request),
                                          request.customer_id, request.k, list(request.exclude_product_ids))
         return convert.response(ranked, rec.catalog, (rec.model.name, rec.model.version))

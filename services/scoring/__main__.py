@@ -6,6 +6,7 @@ import functools
 from services.core.models import ModelSet
 from services.core.runtime import Holder, servable_models
 from services.core.server import Service, build_service, run
+from services.core.streaming import StreamSlots
 from services.scoring.engine import MODELS, Scorer
 from services.scoring.oip_servicer import InferenceServicer
 from services.scoring.servicer import ScoringServicer
@@ -20,11 +21,12 @@ def make_service(settings: ServiceSettings, address: str) -> Service:
     scorer: Holder[Scorer] = Holder(settings.models_dir, MODELS, functools.partial(Scorer.load, settings=settings))
     models: Holder[ModelSet] = Holder(settings.models_dir, servable_models,
                                       functools.partial(ModelSet.load, settings=settings))
+    streams = StreamSlots(settings.max_streams)  # shared by both services of this port
     return build_service(address, [
-        (scoring_pb2_grpc.add_ScoringServiceServicer_to_server, ScoringServicer(scorer, settings.stream_window),
-         SERVICE_NAME, scorer),
+        (scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
+         ScoringServicer(scorer, streams, settings.stream_window), SERVICE_NAME, scorer),
         (inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
-         InferenceServicer(models, settings.max_batch_rows), OIP_SERVICE_NAME, models),
+         InferenceServicer(models, settings.max_batch_rows, streams), OIP_SERVICE_NAME, models),
     ], settings)
 
 

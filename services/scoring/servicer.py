@@ -1,42 +1,30 @@
 """ScoringService: convert, score, convert."""
 from __future__ import annotations
 
-import asyncio
-from typing import AsyncIterator
+from typing import Iterator
 
 import grpc
-import numpy as np
 
 from services.core.convert import model_versions
 from services.core.runtime import Holder
 from services.core.server import grpc_errors
-from services.core.streaming import ordered_map
+from services.core.streaming import StreamSlots, ordered_map
 from services.scoring import convert
-from services.scoring.engine import SCORES, RowScores, Scorer
-from tenure.errors import TenureError, TooLarge
+from services.scoring.engine import SCORES, Scorer
+from tenure.errors import TooLarge
 from tenure.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
-
-INLINE_MAX_ROWS = 64
-"""Up to this many rows are scored on the event loop: two onnxruntime calls on a few rows cost
-less than the hop to a worker thread. Larger requests go to a thread so the loop keeps serving."""
-
-
-async def _score(scorer: Scorer, X: np.ndarray, errors: dict[int, TenureError],
-                 wanted: frozenset[str] = SCORES) -> RowScores:
-    if len(X) <= INLINE_MAX_ROWS:
-        return scorer.score(X, errors, wanted)
-    return await asyncio.to_thread(scorer.score, X, errors, wanted)
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
-    def __init__(self, holder: Holder[Scorer], stream_window: int = 4) -> None:
+    def __init__(self, holder: Holder[Scorer], streams: StreamSlots, stream_window: int = 4) -> None:
         self.holder = holder
+        self.streams = streams
         self.stream_window = stream_window
         self._versions_for: Scorer | None = None
         self._version_messages: list[common_pb2.ModelVersion] = []
 
     @grpc_errors
-    async def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> scoring_pb2.ScoreResponse:
+    def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.ServicerContext) -> scoring_pb2.ScoreResponse:
         scorer = self.holder.get()
         if len(request.customers) > scorer.max_rows:
             raise TooLarge(f"{len(request.customers)} customers in one Score call; at most {scorer.max_rows} "
@@ -45,7 +33,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                                                               scorer.lookup)
         if inline_rows:
             errors.update(scorer.check_matrix(X[inline_rows], inline_rows))
-        scores = await _score(scorer, X, errors)
+        scores = scorer.score(X, errors, SCORES)
         return convert.score_response(keys, scores.churn, scores.lookalike, scorer.bands(scores.churn),
                                       scores.errors, scorer.horizon_days, self._versions(scorer))
 
@@ -57,9 +45,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         return self._version_messages
 
     @grpc_errors
-    async def StreamScore(self, request_iterator: AsyncIterator[scoring_pb2.ScoreChunk],
-                          context: grpc.aio.ServicerContext) -> AsyncIterator[scoring_pb2.ScoreChunkResult]:
-        async def one(chunk: scoring_pb2.ScoreChunk) -> scoring_pb2.ScoreChunkResult:
+    def StreamScore(self, request_iterator: Iterator[scoring_pb2.ScoreChunk],
+                    context: grpc.ServicerContext) -> Iterator[scoring_pb2.ScoreChunkResult]:
+        def one(chunk: scoring_pb2.ScoreChunk) -> scoring_pb2.ScoreChunkResult:
             scorer = self.holder.get()
             n = len(chunk.customer_ids)
             if n > scorer.max_rows:
@@ -70,15 +58,15 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                 X, errors = scorer.lookup(list(chunk.customer_ids))
             else:
                 errors = scorer.check_matrix(X)
-            scores = await _score(scorer, X, errors, wanted)
+            scores = scorer.score(X, errors, wanted)
             return convert.chunk_result(chunk, scores.churn, scores.lookalike, scores.errors)
 
-        async for result in ordered_map(request_iterator, one, self.stream_window):
-            yield result
+        with self.streams.hold():
+            yield from ordered_map(request_iterator, one, self.stream_window)
 
     @grpc_errors
-    async def GetModelInfo(self, request: scoring_pb2.GetModelInfoRequest,
-                           context: grpc.aio.ServicerContext) -> scoring_pb2.ModelInfo:
+    def GetModelInfo(self, request: scoring_pb2.GetModelInfoRequest,
+                     context: grpc.ServicerContext) -> scoring_pb2.ModelInfo:
         scorer = self.holder.get()
         return scoring_pb2.ModelInfo(
             customer_features=scorer.features,

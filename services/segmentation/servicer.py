@@ -1,8 +1,7 @@
 """SegmentationService: convert, compute, convert."""
 from __future__ import annotations
 
-import asyncio
-from typing import AsyncIterator
+from typing import Iterator
 
 import grpc
 
@@ -21,18 +20,18 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         self.holder = holder
 
     @grpc_errors
-    async def GetSegments(self, request: segmentation_pb2.GetSegmentsRequest,
-                          context: grpc.aio.ServicerContext) -> segmentation_pb2.GetSegmentsResponse:
+    def GetSegments(self, request: segmentation_pb2.GetSegmentsRequest,
+                    context: grpc.ServicerContext) -> segmentation_pb2.GetSegmentsResponse:
         seg = self.holder.get()
         ids = list(request.customer_ids)
         if len(ids) > MAX_IDS:
             raise TooLarge(f"{len(ids)} customer ids in one call; at most {MAX_IDS}")
-        rows = await asyncio.to_thread(seg.segments, ids)
+        rows = seg.segments(ids)
         return convert.segments_response(ids, rows)
 
     @grpc_errors
-    async def StreamLookalikeAudience(self, request: segmentation_pb2.LookalikeAudienceRequest,
-                                      context: grpc.aio.ServicerContext) -> AsyncIterator[segmentation_pb2.AudienceMember]:
+    def StreamLookalikeAudience(self, request: segmentation_pb2.LookalikeAudienceRequest,
+                                context: grpc.ServicerContext) -> Iterator[segmentation_pb2.AudienceMember]:
         seg = self.holder.get()
         model = common_pb2.ModelVersion(name=seg.lookalike.name, version=seg.lookalike.version)
         for cid, score, rank in seg.audience(request.size, request.include_seed, request.min_score):

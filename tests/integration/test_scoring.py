@@ -213,3 +213,28 @@ def test_stream_computes_only_the_scores_asked_for(stub, snapshot) -> None:  # t
     with pytest.raises(grpc.RpcError) as err:
         list(stub.StreamScore(iter([scoring_pb2.ScoreChunk(chunk_id=0, customer_ids=ids, scores=["clv"])])))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "expected some of: churn, lookalike" in err.value.details()
+
+
+def test_streams_beyond_the_limit_are_refused_and_short_calls_keep_a_thread(trained_repo, start_server,
+                                                                           channel_to, snapshot) -> None:  # type: ignore[no-untyped-def]
+    import queue
+
+    from services.scoring.__main__ import make_service
+
+    server = start_server(make_service, trained_repo, server_threads=3, max_streams=2)
+    stub = scoring_pb2_grpc.ScoringServiceStub(channel_to(server))
+    ids = [str(c) for c in snapshot.customer_ids[:4]]
+    feeds: list[queue.Queue[scoring_pb2.ScoreChunk | None]] = [queue.Queue() for _ in range(2)]
+    open_streams = [stub.StreamScore(iter(feed.get, None)) for feed in feeds]
+    for i, (feed, call) in enumerate(zip(feeds, open_streams)):  # two streams open, each holding a thread
+        feed.put(scoring_pb2.ScoreChunk(chunk_id=i, customer_ids=ids))
+        assert next(call).chunk_id == i
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.StreamScore(iter([scoring_pb2.ScoreChunk(chunk_id=9, customer_ids=ids)]), timeout=10))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "2 streams" in err.value.details()
+    assert len(stub.Score(by_id(*ids), timeout=10).results) == 4  # the third thread still serves short calls
+    for feed, call in zip(feeds, open_streams):
+        feed.put(None)
+        assert list(call) == []
+    [again] = list(stub.StreamScore(iter([scoring_pb2.ScoreChunk(chunk_id=5, customer_ids=ids)]), timeout=10))
+    assert again.chunk_id == 5  # the slots are free again once the streams ended

@@ -26,32 +26,24 @@ def test_messages_are_capped() -> None:
 
 class Buggy(scoring_pb2_grpc.ScoringServiceServicer):
     @grpc_errors
-    async def Score(self, request, context):  # type: ignore[no-untyped-def]
+    def Score(self, request, context):  # type: ignore[no-untyped-def]
         raise KeyError("secret internal detail")
 
     @grpc_errors
-    async def StreamScore(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        async for chunk in request_iterator:
+    def StreamScore(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        for chunk in request_iterator:
             if chunk.chunk_id == 1:
                 raise E.InvalidInput(f"chunk {chunk.chunk_id} is bad")
             yield scoring_pb2.ScoreChunkResult(chunk_id=chunk.chunk_id)
 
 
 def test_unexpected_errors_become_internal_and_domain_errors_keep_their_code() -> None:
-    import asyncio
-    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-
-    async def start() -> tuple[grpc.aio.Server, int]:
-        server = grpc.aio.server()
-        scoring_pb2_grpc.add_ScoringServiceServicer_to_server(Buggy(), server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        return server, port
-
-    server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(Buggy(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             stub = scoring_pb2_grpc.ScoringServiceStub(ch)
@@ -66,5 +58,4 @@ def test_unexpected_errors_become_internal_and_domain_errors_keep_their_code() -
             assert got == [0]
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "chunk 1 is bad" in err.value.details()
     finally:
-        asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
+        server.stop(0).wait()
