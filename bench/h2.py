@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -61,9 +62,18 @@ def background(target: str, path: str, frame: str, conc: int, secs: float, conns
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(target: str, path: str, frame: str, expect_bytes: int, conc: int, conns: int = 1, dur: float = 5,
-        warm: float = 1, cores: str | None = CLIENT_CORE) -> dict[str, Any]:
-    """Warm up, then measure for dur seconds; returns req/s, latency percentiles (ms) and errors."""
+        warm: float = 1, cores: str | None = CLIENT_CORE,
+        server_cpu: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Warm up, then measure for dur seconds; returns req/s, latency percentiles (ms) and errors.
+
+    server_cpu: the server's CPU seconds so far; given, the result also has the CPU seconds the
+    server and h2load used during the measured run (to show who had how much of the box)."""
     if not target.startswith("127.0.0.1:"):
         raise ValueError("loopback targets only")
     if conc % conns:
@@ -74,8 +84,10 @@ def run(target: str, path: str, frame: str, expect_bytes: int, conc: int, conns:
     fd, log = tempfile.mkstemp(suffix=".h2log")
     os.close(fd)
     try:
+        cpu0, client0 = (server_cpu() if server_cpu else 0.0), _children_cpu_s()
         p = subprocess.run(pin(cores) + _cmd(target, path, frame, conc, conns, dur, log),
                            capture_output=True, text=True, timeout=dur + 60)
+        cpu1, client1 = (server_cpu() if server_cpu else 0.0), _children_cpu_s()
         done, succeeded, data = parse(p.stdout + p.stderr[-300:])
         lat = np.loadtxt(log, dtype=np.int64, ndmin=2) if os.path.getsize(log) else np.zeros((0, 3), np.int64)
     finally:
@@ -89,4 +101,5 @@ def run(target: str, path: str, frame: str, expect_bytes: int, conc: int, conns:
         "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
         "p999_ms": float(np.percentile(ms, 99.9)),
         "resp_bytes_per_req": round(data / max(done, 1), 1), "expect_bytes": expect_bytes,
+        **({"server_cpu_s": round(cpu1 - cpu0, 3), "client_cpu_s": round(client1 - client0, 3)} if server_cpu else {}),
     }

@@ -51,6 +51,22 @@ def rx(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}x"
 
 
+def cpu_split(w2: dict[str, Any] | None, w1: dict[str, Any] | None) -> str:
+    """Who had the two cores during the workers runs, and req/s per core the server got."""
+    def one(r: dict[str, Any] | None, label: str) -> str:
+        if not r or "server_cpu_s" not in r:
+            return ""
+        secs = max(r["secs"], 1e-9)
+        srv, cli = r["server_cpu_s"] / secs, r["client_cpu_s"] / secs
+        per_core = r["req_s"] / srv if srv > 0 else float("nan")
+        return f"{label}: the server used {srv:.2f} cores, h2load {cli:.2f}, {per_core:,.0f} req/s per server core"
+    parts = [p for p in (one(w2, "2 workers"), one(w1, "1 worker")) if p]
+    if len(parts) == 2 and w2 and w1:
+        eff = (w2["req_s"] / w2["server_cpu_s"]) / (w1["req_s"] / w1["server_cpu_s"])
+        parts.append(f"per-core efficiency of 2 workers = {eff:.2f} x 1 worker's")
+    return "; ".join(parts)
+
+
 def find(rows: list[dict[str, Any]], system: str, kind: str = "modelinfer", rows_per: int = 1, conc: int = 1,
          conns: int = 1, workers: int = 1, pinned: bool | None = True) -> dict[str, Any] | None:
     for r in rows:
@@ -148,8 +164,8 @@ def target_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
         ratio(val(w2, "req_s"), val(w1, "req_s")), 1.6,
         f"{rs(w2)} vs {rs(w1)} req/s; vs 1 worker pinned to one core (h2load on the other): "
         f"{rx(ratio(val(w2, 'req_s'), val(w1p, 'req_s')))} ({rs(w1p)} req/s). Cores: 2 workers and h2load "
-        "unpinned, sharing both cores; the 1-worker figure is the same server re-pinned to both cores",
-        missing=skipped_w or why(("2 workers", w2), ("1 worker unpinned", w1)))
+        "unpinned, sharing both cores; the 1-worker figure is the same server re-pinned to both cores. "
+        + cpu_split(w2, w1), missing=skipped_w or why(("2 workers", w2), ("1 worker unpinned", w1)))
     services = res.get("soak", {}).get("services", {})
     if not services:
         add("RSS growth over the soak <= 5%", None, 5.0, "", missing="soak not run")

@@ -23,13 +23,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from bench import h2, prepare, report
 from bench.prepare import Paths, log
-from bench.procs import CLIENT_CORE, SERVER_CORE, ForeignCpu, Server, free_port, ncpus, pin
+from bench.procs import CLIENT_CORE, SERVER_CORE, ForeignCpu, Server, cpu_seconds, free_port, ncpus, pin
 
 MODELINFER = "/inference.GRPCInferenceService/ModelInfer"
 SCORE = "/tenure.v1.ScoringService/Score"
@@ -161,19 +161,20 @@ class Bench:
         return self.write_frame(f"{name}_{rows}", req.SerializeToString())
 
     def load(self, target: str, path: str, frame: str, expect: int, conc: int, conns: int,
-             cores: str | None) -> dict[str, Any]:
+             cores: str | None, server_cpu: Callable[[], float] | None = None) -> dict[str, Any]:
         if self.use_h2:
-            return h2.run(target, path, frame, expect, conc, conns, self.a.dur, self.a.warm, cores)
+            return h2.run(target, path, frame, expect, conc, conns, self.a.dur, self.a.warm, cores, server_cpu)
         return self.client("load", "--target", target, "--path", path, "--frame", frame, "--conc", str(conc),
                            "--conns", str(conns), "--dur", str(self.a.dur), "--warm", str(self.a.warm),
                            timeout=self.a.dur + self.a.warm + 90, cores=cores)
 
     def measure(self, system: str, mode: str, kind: str, target: str, path: str, frame: str, expect: int,
                 rows: int, conc: int, conns: int = 1, pin_label: str = PIN_1W, cores: str | None = CLIENT_CORE,
-                threads: int = 1, workers: int = 1, note: str = "") -> dict[str, Any] | None:
+                threads: int = 1, workers: int = 1, note: str = "",
+                server_cpu: Callable[[], float] | None = None) -> dict[str, Any] | None:
         t0 = self.foreign_mark("measure")
         try:
-            r = self.load(target, path, frame, expect, conc, conns, cores)
+            r = self.load(target, path, frame, expect, conc, conns, cores, server_cpu)
         except Exception as err:  # noqa: BLE001  (one failed measurement must not end the run)
             self.skip(f"{system} {mode} c={conc} rows={rows}", f"load generator failed: {err}")
             return None
@@ -381,7 +382,7 @@ class Bench:
                     self.rss[f"{srv.name} (1 worker), after the pinned runs"] = srv.rss()
                     srv.repin("0,1" if ncpus() > 1 else "0")
             if scoring and mi:
-                self.workers_runs(ts, 1, mi)
+                self.workers_runs(ts, 1, mi, scoring)
             self.run_soak(scoring, ts, rec, tr, mi)
             for srv in (scoring, rec):
                 if srv:
@@ -413,7 +414,7 @@ class Bench:
             if not ready.get("ok"):
                 self.skip("Tenure --workers 2 ModelInfer", ready.get("reason", ""))
             else:
-                self.workers_runs(tw, 2, mi)
+                self.workers_runs(tw, 2, mi, srv2)
             tree = srv2.rss()
             self.rss["tenure-scoring --workers 2 (after its runs)"] = tree
             self.notes.append(f"--workers 2: the server's process tree had {len(tree)} processes "
@@ -550,14 +551,16 @@ class Bench:
             self.measure("Tenure", "Recommend k=10", "recommend", tr, RECOMMEND, frame, res["resp_bytes"], 1, c,
                          note=f"candidates_scored={res.get('candidates_scored')}")
 
-    def workers_runs(self, target: str, workers: int, mi: dict[int, tuple[str, int]]) -> None:
+    def workers_runs(self, target: str, workers: int, mi: dict[int, tuple[str, int]], server: Server) -> None:
         """Like-for-like runs for the workers comparison: 16 connections (SO_REUSEPORT spreads connections,
-        not requests), h2load unpinned, server unpinned."""
+        not requests), h2load unpinned, server unpinned; the CPU seconds the server's processes and
+        h2load used are recorded, to show how the two cores were shared."""
         mode = f"ModelInfer, {workers} worker{'s' if workers > 1 else ''}"
         for rows, conc in ((1, 16), (1, 64), (1024, 16)):
             if rows in mi:
                 self.measure("Tenure", mode, "modelinfer", target, MODELINFER, mi[rows][0], mi[rows][1], rows, conc,
-                             conns=16, pin_label=UNPINNED, cores=None, threads=workers, workers=workers)
+                             conns=16, pin_label=UNPINNED, cores=None, threads=workers, workers=workers,
+                             server_cpu=lambda: sum(cpu_seconds(p) for p in server.tree()))
 
     def run_soak(self, scoring: Server | None, ts: str, rec: Server | None, tr: str,
                  mi: dict[int, tuple[str, int]] | None) -> None:
