@@ -15,23 +15,36 @@ class CandidateSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CANDIDATE_SOURCE_CO_PURCHASE: _ClassVar[CandidateSource]
     CANDIDATE_SOURCE_CATEGORY_POPULAR: _ClassVar[CandidateSource]
     CANDIDATE_SOURCE_POPULAR: _ClassVar[CandidateSource]
+
+class FeedbackKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEEDBACK_KIND_UNSPECIFIED: _ClassVar[FeedbackKind]
+    FEEDBACK_KIND_IMPRESSION: _ClassVar[FeedbackKind]
+    FEEDBACK_KIND_CLICK: _ClassVar[FeedbackKind]
+    FEEDBACK_KIND_PURCHASE: _ClassVar[FeedbackKind]
 CANDIDATE_SOURCE_UNSPECIFIED: CandidateSource
 CANDIDATE_SOURCE_HISTORY: CandidateSource
 CANDIDATE_SOURCE_CO_PURCHASE: CandidateSource
 CANDIDATE_SOURCE_CATEGORY_POPULAR: CandidateSource
 CANDIDATE_SOURCE_POPULAR: CandidateSource
+FEEDBACK_KIND_UNSPECIFIED: FeedbackKind
+FEEDBACK_KIND_IMPRESSION: FeedbackKind
+FEEDBACK_KIND_CLICK: FeedbackKind
+FEEDBACK_KIND_PURCHASE: FeedbackKind
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("customer_id", "k", "exclude_product_ids", "category")
+    __slots__ = ("customer_id", "k", "exclude_product_ids", "category", "include_recently_shown")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_RECENTLY_SHOWN_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     k: int
     exclude_product_ids: _containers.RepeatedScalarFieldContainer[str]
     category: str
-    def __init__(self, customer_id: _Optional[str] = ..., k: _Optional[int] = ..., exclude_product_ids: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ...) -> None: ...
+    include_recently_shown: bool
+    def __init__(self, customer_id: _Optional[str] = ..., k: _Optional[int] = ..., exclude_product_ids: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., include_recently_shown: _Optional[bool] = ...) -> None: ...
 
 class BasketItem(_message.Message):
     __slots__ = ("product_id", "quantity")
@@ -66,11 +79,77 @@ class Recommendation(_message.Message):
     def __init__(self, product: _Optional[_Union[_common_pb2.Product, _Mapping]] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., source: _Optional[_Union[CandidateSource, str]] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "model", "candidates_scored")
+    __slots__ = ("items", "model", "candidates_scored", "request_id", "excluded_recently_shown")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_SCORED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_RECENTLY_SHOWN_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Recommendation]
     model: _common_pb2.ModelVersion
     candidates_scored: int
-    def __init__(self, items: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelVersion, _Mapping]] = ..., candidates_scored: _Optional[int] = ...) -> None: ...
+    request_id: str
+    excluded_recently_shown: int
+    def __init__(self, items: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelVersion, _Mapping]] = ..., candidates_scored: _Optional[int] = ..., request_id: _Optional[str] = ..., excluded_recently_shown: _Optional[int] = ...) -> None: ...
+
+class FeedbackEvent(_message.Message):
+    __slots__ = ("customer_id", "product_id", "kind", "position", "request_id", "timestamp")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    product_id: str
+    kind: FeedbackKind
+    position: int
+    request_id: str
+    timestamp: float
+    def __init__(self, customer_id: _Optional[str] = ..., product_id: _Optional[str] = ..., kind: _Optional[_Union[FeedbackKind, str]] = ..., position: _Optional[int] = ..., request_id: _Optional[str] = ..., timestamp: _Optional[float] = ...) -> None: ...
+
+class RecordFeedbackRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[FeedbackEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[FeedbackEvent, _Mapping]]] = ...) -> None: ...
+
+class RecordFeedbackResponse(_message.Message):
+    __slots__ = ("recorded", "failures")
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    failures: _containers.RepeatedCompositeFieldContainer[_common_pb2.RowFailure]
+    def __init__(self, recorded: _Optional[int] = ..., failures: _Optional[_Iterable[_Union[_common_pb2.RowFailure, _Mapping]]] = ...) -> None: ...
+
+class FeedbackReportRequest(_message.Message):
+    __slots__ = ("since", "until")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    since: float
+    until: float
+    def __init__(self, since: _Optional[float] = ..., until: _Optional[float] = ...) -> None: ...
+
+class PositionStats(_message.Message):
+    __slots__ = ("position", "impressions", "clicks", "purchases", "click_through_rate", "conversion_rate")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    CLICKS_FIELD_NUMBER: _ClassVar[int]
+    PURCHASES_FIELD_NUMBER: _ClassVar[int]
+    CLICK_THROUGH_RATE_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_RATE_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    impressions: int
+    clicks: int
+    purchases: int
+    click_through_rate: float
+    conversion_rate: float
+    def __init__(self, position: _Optional[int] = ..., impressions: _Optional[int] = ..., clicks: _Optional[int] = ..., purchases: _Optional[int] = ..., click_through_rate: _Optional[float] = ..., conversion_rate: _Optional[float] = ...) -> None: ...
+
+class FeedbackReport(_message.Message):
+    __slots__ = ("positions", "total")
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    positions: _containers.RepeatedCompositeFieldContainer[PositionStats]
+    total: PositionStats
+    def __init__(self, positions: _Optional[_Iterable[_Union[PositionStats, _Mapping]]] = ..., total: _Optional[_Union[PositionStats, _Mapping]] = ...) -> None: ...

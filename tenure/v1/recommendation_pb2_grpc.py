@@ -45,6 +45,16 @@ class RecommendationServiceStub:
                 request_serializer=tenure_dot_v1_dot_recommendation__pb2.RecommendForBasketRequest.SerializeToString,
                 response_deserializer=tenure_dot_v1_dot_recommendation__pb2.RecommendResponse.FromString,
                 _registered_method=True)
+        self.RecordFeedback = channel.unary_unary(
+                '/tenure.v1.RecommendationService/RecordFeedback',
+                request_serializer=tenure_dot_v1_dot_recommendation__pb2.RecordFeedbackRequest.SerializeToString,
+                response_deserializer=tenure_dot_v1_dot_recommendation__pb2.RecordFeedbackResponse.FromString,
+                _registered_method=True)
+        self.GetFeedbackReport = channel.unary_unary(
+                '/tenure.v1.RecommendationService/GetFeedbackReport',
+                request_serializer=tenure_dot_v1_dot_recommendation__pb2.FeedbackReportRequest.SerializeToString,
+                response_deserializer=tenure_dot_v1_dot_recommendation__pb2.FeedbackReport.FromString,
+                _registered_method=True)
 
 
 class RecommendationServiceServicer:
@@ -65,6 +75,21 @@ class RecommendationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordFeedback(self, request, context):
+        """Records what happened to recommendations: impressions, clicks, purchases. Each event is
+        checked on its own; a bad one is reported and the others are recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFeedbackReport(self, request, context):
+        """Click-through and conversion by position, from the recorded feedback.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommendationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +102,16 @@ def add_RecommendationServiceServicer_to_server(servicer, server):
                     servicer.RecommendForBasket,
                     request_deserializer=tenure_dot_v1_dot_recommendation__pb2.RecommendForBasketRequest.FromString,
                     response_serializer=tenure_dot_v1_dot_recommendation__pb2.RecommendResponse.SerializeToString,
+            ),
+            'RecordFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordFeedback,
+                    request_deserializer=tenure_dot_v1_dot_recommendation__pb2.RecordFeedbackRequest.FromString,
+                    response_serializer=tenure_dot_v1_dot_recommendation__pb2.RecordFeedbackResponse.SerializeToString,
+            ),
+            'GetFeedbackReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFeedbackReport,
+                    request_deserializer=tenure_dot_v1_dot_recommendation__pb2.FeedbackReportRequest.FromString,
+                    response_serializer=tenure_dot_v1_dot_recommendation__pb2.FeedbackReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +169,60 @@ class RecommendationService:
             '/tenure.v1.RecommendationService/RecommendForBasket',
             tenure_dot_v1_dot_recommendation__pb2.RecommendForBasketRequest.SerializeToString,
             tenure_dot_v1_dot_recommendation__pb2.RecommendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenure.v1.RecommendationService/RecordFeedback',
+            tenure_dot_v1_dot_recommendation__pb2.RecordFeedbackRequest.SerializeToString,
+            tenure_dot_v1_dot_recommendation__pb2.RecordFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFeedbackReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenure.v1.RecommendationService/GetFeedbackReport',
+            tenure_dot_v1_dot_recommendation__pb2.FeedbackReportRequest.SerializeToString,
+            tenure_dot_v1_dot_recommendation__pb2.FeedbackReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -98,3 +98,107 @@ class ModelInfo(_message.Message):
     snapshot_cutoff: str
     max_batch_rows: int
     def __init__(self, customer_features: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., churn_horizon_days: _Optional[int] = ..., snapshot_cutoff: _Optional[str] = ..., max_batch_rows: _Optional[int] = ...) -> None: ...
+
+class PredictRequest(_message.Message):
+    __slots__ = ("customer_ids", "reasons")
+    CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    customer_ids: _containers.RepeatedScalarFieldContainer[str]
+    reasons: int
+    def __init__(self, customer_ids: _Optional[_Iterable[str]] = ..., reasons: _Optional[int] = ...) -> None: ...
+
+class ChurnReason(_message.Message):
+    __slots__ = ("feature", "contribution", "text", "value")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    contribution: float
+    text: str
+    value: float
+    def __init__(self, feature: _Optional[str] = ..., contribution: _Optional[float] = ..., text: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+
+class ChurnPrediction(_message.Message):
+    __slots__ = ("probability", "band", "expected_days_to_churn", "reasons", "horizon_days")
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    BAND_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_DAYS_TO_CHURN_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_DAYS_FIELD_NUMBER: _ClassVar[int]
+    probability: float
+    band: RiskBand
+    expected_days_to_churn: float
+    reasons: _containers.RepeatedCompositeFieldContainer[ChurnReason]
+    horizon_days: int
+    def __init__(self, probability: _Optional[float] = ..., band: _Optional[_Union[RiskBand, str]] = ..., expected_days_to_churn: _Optional[float] = ..., reasons: _Optional[_Iterable[_Union[ChurnReason, _Mapping]]] = ..., horizon_days: _Optional[int] = ...) -> None: ...
+
+class ClvPrediction(_message.Message):
+    __slots__ = ("historic", "predicted", "total", "horizon_days")
+    HISTORIC_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_DAYS_FIELD_NUMBER: _ClassVar[int]
+    historic: float
+    predicted: float
+    total: float
+    horizon_days: int
+    def __init__(self, historic: _Optional[float] = ..., predicted: _Optional[float] = ..., total: _Optional[float] = ..., horizon_days: _Optional[int] = ...) -> None: ...
+
+class PurchasePrediction(_message.Message):
+    __slots__ = ("probability_7d", "probability_30d", "probability_90d", "expected_days_to_next", "next_purchase_date", "avg_days_between_orders")
+    PROBABILITY_7D_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_30D_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_90D_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_DAYS_TO_NEXT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PURCHASE_DATE_FIELD_NUMBER: _ClassVar[int]
+    AVG_DAYS_BETWEEN_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    probability_7d: float
+    probability_30d: float
+    probability_90d: float
+    expected_days_to_next: float
+    next_purchase_date: str
+    avg_days_between_orders: float
+    def __init__(self, probability_7d: _Optional[float] = ..., probability_30d: _Optional[float] = ..., probability_90d: _Optional[float] = ..., expected_days_to_next: _Optional[float] = ..., next_purchase_date: _Optional[str] = ..., avg_days_between_orders: _Optional[float] = ...) -> None: ...
+
+class ChannelAffinity(_message.Message):
+    __slots__ = ("channel", "probability")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    probability: float
+    def __init__(self, channel: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
+
+class Predictions(_message.Message):
+    __slots__ = ("churn", "clv", "purchase", "channels", "lookalike_score")
+    CHURN_FIELD_NUMBER: _ClassVar[int]
+    CLV_FIELD_NUMBER: _ClassVar[int]
+    PURCHASE_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    LOOKALIKE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    churn: ChurnPrediction
+    clv: ClvPrediction
+    purchase: PurchasePrediction
+    channels: _containers.RepeatedCompositeFieldContainer[ChannelAffinity]
+    lookalike_score: float
+    def __init__(self, churn: _Optional[_Union[ChurnPrediction, _Mapping]] = ..., clv: _Optional[_Union[ClvPrediction, _Mapping]] = ..., purchase: _Optional[_Union[PurchasePrediction, _Mapping]] = ..., channels: _Optional[_Iterable[_Union[ChannelAffinity, _Mapping]]] = ..., lookalike_score: _Optional[float] = ...) -> None: ...
+
+class CustomerPredictions(_message.Message):
+    __slots__ = ("customer_id", "predictions", "error")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    predictions: Predictions
+    error: _common_pb2.RowError
+    def __init__(self, customer_id: _Optional[str] = ..., predictions: _Optional[_Union[Predictions, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.RowError, _Mapping]] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("results", "models", "snapshot_cutoff")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CustomerPredictions]
+    models: _containers.RepeatedCompositeFieldContainer[_common_pb2.ModelVersion]
+    snapshot_cutoff: str
+    def __init__(self, results: _Optional[_Iterable[_Union[CustomerPredictions, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., snapshot_cutoff: _Optional[str] = ...) -> None: ...

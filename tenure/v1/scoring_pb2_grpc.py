@@ -50,6 +50,11 @@ class ScoringServiceStub:
                 request_serializer=tenure_dot_v1_dot_scoring__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=tenure_dot_v1_dot_scoring__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.Predict = channel.unary_unary(
+                '/tenure.v1.ScoringService/Predict',
+                request_serializer=tenure_dot_v1_dot_scoring__pb2.PredictRequest.SerializeToString,
+                response_deserializer=tenure_dot_v1_dot_scoring__pb2.PredictResponse.FromString,
+                _registered_method=True)
 
 
 class ScoringServiceServicer:
@@ -79,6 +84,15 @@ class ScoringServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Predict(self, request, context):
+        """Every prediction about a few known customers: churn with band, expected time to churn and
+        its top reasons; CLV; purchase probabilities and the next purchase date; channels ranked.
+        An unknown id fails only its own row.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScoringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +110,11 @@ def add_ScoringServiceServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=tenure_dot_v1_dot_scoring__pb2.GetModelInfoRequest.FromString,
                     response_serializer=tenure_dot_v1_dot_scoring__pb2.ModelInfo.SerializeToString,
+            ),
+            'Predict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Predict,
+                    request_deserializer=tenure_dot_v1_dot_scoring__pb2.PredictRequest.FromString,
+                    response_serializer=tenure_dot_v1_dot_scoring__pb2.PredictResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +199,33 @@ class ScoringService:
             '/tenure.v1.ScoringService/GetModelInfo',
             tenure_dot_v1_dot_scoring__pb2.GetModelInfoRequest.SerializeToString,
             tenure_dot_v1_dot_scoring__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Predict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenure.v1.ScoringService/Predict',
+            tenure_dot_v1_dot_scoring__pb2.PredictRequest.SerializeToString,
+            tenure_dot_v1_dot_scoring__pb2.PredictResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,31 +23,91 @@ _sym_db = _symbol_database.Default()
 
 
 from tenure.v1 import common_pb2 as tenure_dot_v1_dot_common__pb2
+from tenure.v1 import recommendation_pb2 as tenure_dot_v1_dot_recommendation__pb2
+from tenure.v1 import scoring_pb2 as tenure_dot_v1_dot_scoring__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctenure/v1/segmentation.proto\x12\ttenure.v1\x1a\x16tenure/v1/common.proto\"*\n\x12GetSegmentsRequest\x12\x14\n\x0c\x63ustomer_ids\x18\x01 \x03(\t\"A\n\tRfmScores\x12\x0f\n\x07recency\x18\x01 \x01(\r\x12\x11\n\tfrequency\x18\x02 \x01(\r\x12\x10\n\x08monetary\x18\x03 \x01(\r\"\xae\x01\n\x08Segments\x12!\n\x03rfm\x18\x01 \x01(\x0b\x32\x14.tenure.v1.RfmScores\x12\x13\n\x0brfm_segment\x18\x02 \x01(\t\x12\x32\n\x0flifecycle_stage\x18\x03 \x01(\x0e\x32\x19.tenure.v1.LifecycleStage\x12\x14\n\x0crecency_days\x18\x04 \x01(\x02\x12\x0e\n\x06orders\x18\x05 \x01(\r\x12\x10\n\x08monetary\x18\x06 \x01(\x01\"\x81\x01\n\x10\x43ustomerSegments\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\'\n\x08segments\x18\x02 \x01(\x0b\x32\x13.tenure.v1.SegmentsH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.tenure.v1.RowErrorH\x00\x42\t\n\x07outcome\"C\n\x13GetSegmentsResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.tenure.v1.CustomerSegments\"Q\n\x18LookalikeAudienceRequest\x12\x0c\n\x04size\x18\x01 \x01(\r\x12\x14\n\x0cinclude_seed\x18\x02 \x01(\x08\x12\x11\n\tmin_score\x18\x03 \x01(\x02\"j\n\x0e\x41udienceMember\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\r\x12&\n\x05model\x18\x04 \x01(\x0b\x32\x17.tenure.v1.ModelVersion*\xb9\x01\n\x0eLifecycleStage\x12\x1f\n\x1bLIFECYCLE_STAGE_UNSPECIFIED\x10\x00\x12\x17\n\x13LIFECYCLE_STAGE_NEW\x10\x01\x12\x1a\n\x16LIFECYCLE_STAGE_ACTIVE\x10\x02\x12\x1b\n\x17LIFECYCLE_STAGE_AT_RISK\x10\x03\x12\x1a\n\x16LIFECYCLE_STAGE_LAPSED\x10\x04\x12\x18\n\x14LIFECYCLE_STAGE_LOST\x10\x05\x32\xc0\x01\n\x13SegmentationService\x12L\n\x0bGetSegments\x12\x1d.tenure.v1.GetSegmentsRequest\x1a\x1e.tenure.v1.GetSegmentsResponse\x12[\n\x17StreamLookalikeAudience\x12#.tenure.v1.LookalikeAudienceRequest\x1a\x19.tenure.v1.AudienceMember0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctenure/v1/segmentation.proto\x12\ttenure.v1\x1a\x16tenure/v1/common.proto\x1a\x1etenure/v1/recommendation.proto\x1a\x17tenure/v1/scoring.proto\"*\n\x12GetSegmentsRequest\x12\x14\n\x0c\x63ustomer_ids\x18\x01 \x03(\t\"A\n\tRfmScores\x12\x0f\n\x07recency\x18\x01 \x01(\r\x12\x11\n\tfrequency\x18\x02 \x01(\r\x12\x10\n\x08monetary\x18\x03 \x01(\r\"\xf6\x01\n\x08Segments\x12!\n\x03rfm\x18\x01 \x01(\x0b\x32\x14.tenure.v1.RfmScores\x12\x13\n\x0brfm_segment\x18\x02 \x01(\t\x12\x32\n\x0flifecycle_stage\x18\x03 \x01(\x0e\x32\x19.tenure.v1.LifecycleStage\x12\x14\n\x0crecency_days\x18\x04 \x01(\x02\x12\x0e\n\x06orders\x18\x05 \x01(\r\x12\x10\n\x08monetary\x18\x06 \x01(\x01\x12#\n\x07\x63luster\x18\x07 \x01(\x0b\x32\x12.tenure.v1.Cluster\x12!\n\x04grid\x18\x08 \x01(\x0b\x32\x13.tenure.v1.GridCell\"8\n\x07\x43luster\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"c\n\x08GridCell\x12\"\n\x05\x63hurn\x18\x01 \x01(\x0e\x32\x13.tenure.v1.GridBand\x12%\n\x08purchase\x18\x02 \x01(\x0e\x32\x13.tenure.v1.GridBand\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x81\x01\n\x10\x43ustomerSegments\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\'\n\x08segments\x18\x02 \x01(\x0b\x32\x13.tenure.v1.SegmentsH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.tenure.v1.RowErrorH\x00\x42\t\n\x07outcome\"C\n\x13GetSegmentsResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.tenure.v1.CustomerSegments\"`\n\x18LookalikeAudienceRequest\x12\x0c\n\x04size\x18\x01 \x01(\r\x12\x14\n\x0cinclude_seed\x18\x02 \x01(\x08\x12\x11\n\tmin_score\x18\x03 \x01(\x02\x12\r\n\x05model\x18\x04 \x01(\t\"j\n\x0e\x41udienceMember\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\r\x12&\n\x05model\x18\x04 \x01(\x0b\x32\x17.tenure.v1.ModelVersion\"\x19\n\x17\x44\x65scribeSegmentsRequest\"\x84\x01\n\x07RfmRule\x12\x0f\n\x07segment\x18\x01 \x01(\t\x12\x13\n\x0brecency_min\x18\x02 \x01(\r\x12\x13\n\x0brecency_max\x18\x03 \x01(\r\x12\x1e\n\x16\x66requency_monetary_min\x18\x04 \x01(\x02\x12\x1e\n\x16\x66requency_monetary_max\x18\x05 \x01(\x02\"A\n\x0cSegmentCount\x12\x0f\n\x07segment\x18\x01 \x01(\t\x12\x11\n\tcustomers\x18\x02 \x01(\x04\x12\r\n\x05share\x18\x03 \x01(\x01\"\x90\x03\n\x0eSegmentCatalog\x12%\n\trfm_rules\x18\x01 \x03(\x0b\x32\x12.tenure.v1.RfmRule\x12-\n\x0crfm_segments\x18\x02 \x03(\x0b\x32\x17.tenure.v1.SegmentCount\x12\x31\n\x10lifecycle_stages\x18\x03 \x03(\x0b\x32\x17.tenure.v1.SegmentCount\x12$\n\x08\x63lusters\x18\x04 \x03(\x0b\x32\x12.tenure.v1.Cluster\x12/\n\x0e\x63luster_counts\x18\x05 \x03(\x0b\x32\x17.tenure.v1.SegmentCount\x12+\n\ngrid_cells\x18\x06 \x03(\x0b\x32\x17.tenure.v1.SegmentCount\x12\x18\n\x10\x63hurn_thresholds\x18\x07 \x03(\x02\x12\x1b\n\x13purchase_thresholds\x18\x08 \x03(\x02\x12\x11\n\tcustomers\x18\t \x01(\x04\x12\'\n\trescoring\x18\n \x01(\x0b\x32\x14.tenure.v1.Rescoring\"e\n\tRescoring\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x17\n\x0fsnapshot_cutoff\x18\x02 \x01(\t\x12\n\n\x02\x61t\x18\x03 \x01(\x01\x12\'\n\x06models\x18\x04 \x03(\x0b\x32\x17.tenure.v1.ModelVersion\"k\n\x15SegmentChangesRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12*\n\x08\x66\x61milies\x18\x03 \x03(\x0e\x32\x18.tenure.v1.SegmentFamily\"\xac\x01\n\rSegmentChange\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12(\n\x06\x66\x61mily\x18\x03 \x01(\x0e\x32\x18.tenure.v1.SegmentFamily\x12\x14\n\x0c\x66rom_segment\x18\x04 \x01(\t\x12\x12\n\nto_segment\x18\x05 \x01(\t\x12\x14\n\x0crescoring_id\x18\x06 \x01(\x04\x12\n\n\x02\x61t\x18\x07 \x01(\x01\"]\n\tCondition\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\"\n\x02op\x18\x02 \x01(\x0e\x32\x16.tenure.v1.ConditionOp\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0e\n\x06values\x18\x04 \x03(\t\"j\n\rAudienceQuery\x12(\n\nconditions\x18\x01 \x03(\x0b\x32\x14.tenure.v1.Condition\x12\x10\n\x08order_by\x18\x02 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\"T\n\x0e\x41udienceHeader\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\x04\x12\x14\n\x0crescoring_id\x18\x03 \x01(\x04\x12\x0f\n\x07skipped\x18\x04 \x01(\x04\"\xae\x01\n\x11\x41udienceMemberRow\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x04\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05\x63hurn\x18\x04 \x01(\x02\x12\x15\n\rclv_predicted\x18\x05 \x01(\x01\x12\x14\n\x0cpurchase_30d\x18\x06 \x01(\x02\x12\x13\n\x0brfm_segment\x18\x07 \x01(\t\x12\x11\n\tlifecycle\x18\x08 \x01(\t\"y\n\x12\x41udienceExportItem\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.tenure.v1.AudienceHeaderH\x00\x12.\n\x06member\x18\x02 \x01(\x0b\x32\x1c.tenure.v1.AudienceMemberRowH\x00\x42\x06\n\x04item\"\x93\x01\n\x0eProfileRequest\x12\x15\n\x0brfm_segment\x18\x01 \x01(\tH\x00\x12\x13\n\tlifecycle\x18\x02 \x01(\tH\x00\x12\x11\n\x07\x63luster\x18\x03 \x01(\rH\x00\x12,\n\x08\x61udience\x18\x04 \x01(\x0b\x32\x18.tenure.v1.AudienceQueryH\x00\x12\x0b\n\x03top\x18\x05 \x01(\rB\x07\n\x05group\"\x8f\x01\n\x0eProfileFeature\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0bgroup_value\x18\x03 \x01(\x01\x12\x12\n\nbase_value\x18\x04 \x01(\x01\x12\x12\n\x05index\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\x0f\x64istinctiveness\x18\x06 \x01(\x01\x42\x08\n\x06_index\"c\n\rProfileReport\x12\x12\n\ngroup_size\x18\x01 \x01(\x04\x12\x11\n\tbase_size\x18\x02 \x01(\x04\x12+\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\x19.tenure.v1.ProfileFeature\">\n\x13LookalikeJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11seed_customer_ids\x18\x02 \x03(\t\"\x8c\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.tenure.v1.JobState\x12\x10\n\x08progress\x18\x03 \x01(\x02\x12\x0f\n\x07message\x18\x04 \x01(\t\x12&\n\x05model\x18\x05 \x01(\x0b\x32\x17.tenure.v1.ModelVersion\x12,\n\x07metrics\x18\x06 \x03(\x0b\x32\x1b.tenure.v1.Job.MetricsEntry\x12\x12\n\nseed_found\x18\x07 \x01(\r\x12\x14\n\x0cseed_unknown\x18\x08 \x01(\r\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"B\n\x12\x43ustomer360Request\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0frecommendations\x18\x02 \x01(\r\">\n\x0c\x46\x65\x61tureValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x11\n\tbase_mean\x18\x03 \x01(\x01\"\xe5\x02\n\x0b\x43ustomer360\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12-\n\x0ckey_features\x18\x02 \x03(\x0b\x32\x17.tenure.v1.FeatureValue\x12+\n\x0bpredictions\x18\x03 \x01(\x0b\x32\x16.tenure.v1.Predictions\x12%\n\x08segments\x18\x04 \x01(\x0b\x32\x13.tenure.v1.Segments\x12\x32\n\x0frecommendations\x18\x05 \x03(\x0b\x32\x19.tenure.v1.Recommendation\x12\x1d\n\x15recommendations_error\x18\x06 \x01(\t\x12\'\n\x06models\x18\x07 \x03(\x0b\x32\x17.tenure.v1.ModelVersion\x12\x17\n\x0fsnapshot_cutoff\x18\x08 \x01(\t\x12)\n\x08\x66\x65\x61tures\x18\t \x03(\x0b\x32\x17.tenure.v1.FeatureValue*\xb9\x01\n\x0eLifecycleStage\x12\x1f\n\x1bLIFECYCLE_STAGE_UNSPECIFIED\x10\x00\x12\x17\n\x13LIFECYCLE_STAGE_NEW\x10\x01\x12\x1a\n\x16LIFECYCLE_STAGE_ACTIVE\x10\x02\x12\x1b\n\x17LIFECYCLE_STAGE_AT_RISK\x10\x03\x12\x1a\n\x16LIFECYCLE_STAGE_LAPSED\x10\x04\x12\x18\n\x14LIFECYCLE_STAGE_LOST\x10\x05*b\n\x08GridBand\x12\x19\n\x15GRID_BAND_UNSPECIFIED\x10\x00\x12\x11\n\rGRID_BAND_LOW\x10\x01\x12\x14\n\x10GRID_BAND_MEDIUM\x10\x02\x12\x12\n\x0eGRID_BAND_HIGH\x10\x03*\x9a\x01\n\rSegmentFamily\x12\x1e\n\x1aSEGMENT_FAMILY_UNSPECIFIED\x10\x00\x12\x16\n\x12SEGMENT_FAMILY_RFM\x10\x01\x12\x1c\n\x18SEGMENT_FAMILY_LIFECYCLE\x10\x02\x12\x1a\n\x16SEGMENT_FAMILY_CLUSTER\x10\x03\x12\x17\n\x13SEGMENT_FAMILY_GRID\x10\x04*\xd3\x01\n\x0b\x43onditionOp\x12\x1c\n\x18\x43ONDITION_OP_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43ONDITION_OP_GE\x10\x01\x12\x13\n\x0f\x43ONDITION_OP_LE\x10\x02\x12\x13\n\x0f\x43ONDITION_OP_GT\x10\x03\x12\x13\n\x0f\x43ONDITION_OP_LT\x10\x04\x12\x13\n\x0f\x43ONDITION_OP_IN\x10\x05\x12\x1c\n\x18\x43ONDITION_OP_TOP_PERCENT\x10\x06\x12\x1f\n\x1b\x43ONDITION_OP_BOTTOM_PERCENT\x10\x07*\x81\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x32\xc3\x05\n\x13SegmentationService\x12L\n\x0bGetSegments\x12\x1d.tenure.v1.GetSegmentsRequest\x1a\x1e.tenure.v1.GetSegmentsResponse\x12Q\n\x10\x44\x65scribeSegments\x12\".tenure.v1.DescribeSegmentsRequest\x1a\x19.tenure.v1.SegmentCatalog\x12T\n\x14StreamSegmentChanges\x12 .tenure.v1.SegmentChangesRequest\x1a\x18.tenure.v1.SegmentChange0\x01\x12K\n\x0e\x45xportAudience\x12\x18.tenure.v1.AudienceQuery\x1a\x1d.tenure.v1.AudienceExportItem0\x01\x12\x43\n\x0cProfileGroup\x12\x19.tenure.v1.ProfileRequest\x1a\x18.tenure.v1.ProfileReport\x12[\n\x17StreamLookalikeAudience\x12#.tenure.v1.LookalikeAudienceRequest\x1a\x19.tenure.v1.AudienceMember0\x01\x12\x43\n\x11StartLookalikeJob\x12\x1e.tenure.v1.LookalikeJobRequest\x1a\x0e.tenure.v1.Job\x12\x38\n\x08WatchJob\x12\x1a.tenure.v1.WatchJobRequest\x1a\x0e.tenure.v1.Job0\x01\x12G\n\x0eGetCustomer360\x12\x1d.tenure.v1.Customer360Request\x1a\x16.tenure.v1.Customer360b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tenure.v1.segmentation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LIFECYCLESTAGE']._serialized_start=748
-  _globals['_LIFECYCLESTAGE']._serialized_end=933
-  _globals['_GETSEGMENTSREQUEST']._serialized_start=67
-  _globals['_GETSEGMENTSREQUEST']._serialized_end=109
-  _globals['_RFMSCORES']._serialized_start=111
-  _globals['_RFMSCORES']._serialized_end=176
-  _globals['_SEGMENTS']._serialized_start=179
-  _globals['_SEGMENTS']._serialized_end=353
-  _globals['_CUSTOMERSEGMENTS']._serialized_start=356
-  _globals['_CUSTOMERSEGMENTS']._serialized_end=485
-  _globals['_GETSEGMENTSRESPONSE']._serialized_start=487
-  _globals['_GETSEGMENTSRESPONSE']._serialized_end=554
-  _globals['_LOOKALIKEAUDIENCEREQUEST']._serialized_start=556
-  _globals['_LOOKALIKEAUDIENCEREQUEST']._serialized_end=637
-  _globals['_AUDIENCEMEMBER']._serialized_start=639
-  _globals['_AUDIENCEMEMBER']._serialized_end=745
-  _globals['_SEGMENTATIONSERVICE']._serialized_start=936
-  _globals['_SEGMENTATIONSERVICE']._serialized_end=1128
+  _globals['_JOB_METRICSENTRY']._loaded_options = None
+  _globals['_JOB_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_LIFECYCLESTAGE']._serialized_start=3918
+  _globals['_LIFECYCLESTAGE']._serialized_end=4103
+  _globals['_GRIDBAND']._serialized_start=4105
+  _globals['_GRIDBAND']._serialized_end=4203
+  _globals['_SEGMENTFAMILY']._serialized_start=4206
+  _globals['_SEGMENTFAMILY']._serialized_end=4360
+  _globals['_CONDITIONOP']._serialized_start=4363
+  _globals['_CONDITIONOP']._serialized_end=4574
+  _globals['_JOBSTATE']._serialized_start=4577
+  _globals['_JOBSTATE']._serialized_end=4706
+  _globals['_GETSEGMENTSREQUEST']._serialized_start=124
+  _globals['_GETSEGMENTSREQUEST']._serialized_end=166
+  _globals['_RFMSCORES']._serialized_start=168
+  _globals['_RFMSCORES']._serialized_end=233
+  _globals['_SEGMENTS']._serialized_start=236
+  _globals['_SEGMENTS']._serialized_end=482
+  _globals['_CLUSTER']._serialized_start=484
+  _globals['_CLUSTER']._serialized_end=540
+  _globals['_GRIDCELL']._serialized_start=542
+  _globals['_GRIDCELL']._serialized_end=641
+  _globals['_CUSTOMERSEGMENTS']._serialized_start=644
+  _globals['_CUSTOMERSEGMENTS']._serialized_end=773
+  _globals['_GETSEGMENTSRESPONSE']._serialized_start=775
+  _globals['_GETSEGMENTSRESPONSE']._serialized_end=842
+  _globals['_LOOKALIKEAUDIENCEREQUEST']._serialized_start=844
+  _globals['_LOOKALIKEAUDIENCEREQUEST']._serialized_end=940
+  _globals['_AUDIENCEMEMBER']._serialized_start=942
+  _globals['_AUDIENCEMEMBER']._serialized_end=1048
+  _globals['_DESCRIBESEGMENTSREQUEST']._serialized_start=1050
+  _globals['_DESCRIBESEGMENTSREQUEST']._serialized_end=1075
+  _globals['_RFMRULE']._serialized_start=1078
+  _globals['_RFMRULE']._serialized_end=1210
+  _globals['_SEGMENTCOUNT']._serialized_start=1212
+  _globals['_SEGMENTCOUNT']._serialized_end=1277
+  _globals['_SEGMENTCATALOG']._serialized_start=1280
+  _globals['_SEGMENTCATALOG']._serialized_end=1680
+  _globals['_RESCORING']._serialized_start=1682
+  _globals['_RESCORING']._serialized_end=1783
+  _globals['_SEGMENTCHANGESREQUEST']._serialized_start=1785
+  _globals['_SEGMENTCHANGESREQUEST']._serialized_end=1892
+  _globals['_SEGMENTCHANGE']._serialized_start=1895
+  _globals['_SEGMENTCHANGE']._serialized_end=2067
+  _globals['_CONDITION']._serialized_start=2069
+  _globals['_CONDITION']._serialized_end=2162
+  _globals['_AUDIENCEQUERY']._serialized_start=2164
+  _globals['_AUDIENCEQUERY']._serialized_end=2270
+  _globals['_AUDIENCEHEADER']._serialized_start=2272
+  _globals['_AUDIENCEHEADER']._serialized_end=2356
+  _globals['_AUDIENCEMEMBERROW']._serialized_start=2359
+  _globals['_AUDIENCEMEMBERROW']._serialized_end=2533
+  _globals['_AUDIENCEEXPORTITEM']._serialized_start=2535
+  _globals['_AUDIENCEEXPORTITEM']._serialized_end=2656
+  _globals['_PROFILEREQUEST']._serialized_start=2659
+  _globals['_PROFILEREQUEST']._serialized_end=2806
+  _globals['_PROFILEFEATURE']._serialized_start=2809
+  _globals['_PROFILEFEATURE']._serialized_end=2952
+  _globals['_PROFILEREPORT']._serialized_start=2954
+  _globals['_PROFILEREPORT']._serialized_end=3053
+  _globals['_LOOKALIKEJOBREQUEST']._serialized_start=3055
+  _globals['_LOOKALIKEJOBREQUEST']._serialized_end=3117
+  _globals['_JOB']._serialized_start=3120
+  _globals['_JOB']._serialized_end=3388
+  _globals['_JOB_METRICSENTRY']._serialized_start=3342
+  _globals['_JOB_METRICSENTRY']._serialized_end=3388
+  _globals['_WATCHJOBREQUEST']._serialized_start=3390
+  _globals['_WATCHJOBREQUEST']._serialized_end=3423
+  _globals['_CUSTOMER360REQUEST']._serialized_start=3425
+  _globals['_CUSTOMER360REQUEST']._serialized_end=3491
+  _globals['_FEATUREVALUE']._serialized_start=3493
+  _globals['_FEATUREVALUE']._serialized_end=3555
+  _globals['_CUSTOMER360']._serialized_start=3558
+  _globals['_CUSTOMER360']._serialized_end=3915
+  _globals['_SEGMENTATIONSERVICE']._serialized_start=4709
+  _globals['_SEGMENTATIONSERVICE']._serialized_end=5416
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class SegmentationServiceStub:
-    """Assigns RFM segments and lifecycle stages, and streams lookalike audiences.
+    """Segments the whole customer base (RFM, lifecycle, behavioural clusters, the churn x purchase
+    grid) each time a new snapshot or model version is loaded (a re-scoring), records who moved,
+    and answers audience, profile, lookalike and 360-degree questions over it.
     """
 
     def __init__(self, channel):
@@ -40,15 +42,52 @@ class SegmentationServiceStub:
                 request_serializer=tenure_dot_v1_dot_segmentation__pb2.GetSegmentsRequest.SerializeToString,
                 response_deserializer=tenure_dot_v1_dot_segmentation__pb2.GetSegmentsResponse.FromString,
                 _registered_method=True)
+        self.DescribeSegments = channel.unary_unary(
+                '/tenure.v1.SegmentationService/DescribeSegments',
+                request_serializer=tenure_dot_v1_dot_segmentation__pb2.DescribeSegmentsRequest.SerializeToString,
+                response_deserializer=tenure_dot_v1_dot_segmentation__pb2.SegmentCatalog.FromString,
+                _registered_method=True)
+        self.StreamSegmentChanges = channel.unary_stream(
+                '/tenure.v1.SegmentationService/StreamSegmentChanges',
+                request_serializer=tenure_dot_v1_dot_segmentation__pb2.SegmentChangesRequest.SerializeToString,
+                response_deserializer=tenure_dot_v1_dot_segmentation__pb2.SegmentChange.FromString,
+                _registered_method=True)
+        self.ExportAudience = channel.unary_stream(
+                '/tenure.v1.SegmentationService/ExportAudience',
+                request_serializer=tenure_dot_v1_dot_segmentation__pb2.AudienceQuery.SerializeToString,
+                response_deserializer=tenure_dot_v1_dot_segmentation__pb2.AudienceExportItem.FromString,
+                _registered_method=True)
+        self.ProfileGroup = channel.unary_unary(
+                '/tenure.v1.SegmentationService/ProfileGroup',
+                request_serializer=tenure_dot_v1_dot_segmentation__pb2.ProfileRequest.SerializeToString,
+                response_deserializer=tenure_dot_v1_dot_segmentation__pb2.ProfileReport.FromString,
+                _registered_method=True)
         self.StreamLookalikeAudience = channel.unary_stream(
                 '/tenure.v1.SegmentationService/StreamLookalikeAudience',
                 request_serializer=tenure_dot_v1_dot_segmentation__pb2.LookalikeAudienceRequest.SerializeToString,
                 response_deserializer=tenure_dot_v1_dot_segmentation__pb2.AudienceMember.FromString,
                 _registered_method=True)
+        self.StartLookalikeJob = channel.unary_unary(
+                '/tenure.v1.SegmentationService/StartLookalikeJob',
+                request_serializer=tenure_dot_v1_dot_segmentation__pb2.LookalikeJobRequest.SerializeToString,
+                response_deserializer=tenure_dot_v1_dot_segmentation__pb2.Job.FromString,
+                _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/tenure.v1.SegmentationService/WatchJob',
+                request_serializer=tenure_dot_v1_dot_segmentation__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=tenure_dot_v1_dot_segmentation__pb2.Job.FromString,
+                _registered_method=True)
+        self.GetCustomer360 = channel.unary_unary(
+                '/tenure.v1.SegmentationService/GetCustomer360',
+                request_serializer=tenure_dot_v1_dot_segmentation__pb2.Customer360Request.SerializeToString,
+                response_deserializer=tenure_dot_v1_dot_segmentation__pb2.Customer360.FromString,
+                _registered_method=True)
 
 
 class SegmentationServiceServicer:
-    """Assigns RFM segments and lifecycle stages, and streams lookalike audiences.
+    """Segments the whole customer base (RFM, lifecycle, behavioural clusters, the churn x purchase
+    grid) each time a new snapshot or model version is loaded (a re-scoring), records who moved,
+    and answers audience, profile, lookalike and 360-degree questions over it.
     """
 
     def GetSegments(self, request, context):
@@ -58,8 +97,63 @@ class SegmentationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeSegments(self, request, context):
+        """The segment definitions (the RFM rule table, cluster descriptions, grid bands) and how
+        many customers are in each segment now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamSegmentChanges(self, request, context):
+        """Moves between segments recorded at each re-scoring, from a sequence number on; with
+        follow, the stream stays open and delivers new moves as re-scorings happen.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAudience(self, request, context):
+        """The customers matching conditions over scores and segments: a header with the count
+        first, then the members in a stable order, each with a cursor to resume after it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProfileGroup(self, request, context):
+        """A group (a segment, an audience, new or lapsed customers) against the whole base: each
+        feature's mean or share in both and the index, most distinctive first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamLookalikeAudience(self, request, context):
-        """The customers most similar to the lookalike seed audience, best first.
+        """The customers most similar to a lookalike model's seed audience, best first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartLookalikeJob(self, request, context):
+        """Trains a lookalike model from any list of seed customer ids, as a background job; the
+        model is exported to ONNX into the repository and served once the job succeeds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """The job's state now and at every change until it finishes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCustomer360(self, request, context):
+        """Everything about one customer: profile and key features, every prediction with reasons,
+        segments, and top recommendations (from the recommendation service).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,10 +167,45 @@ def add_SegmentationServiceServicer_to_server(servicer, server):
                     request_deserializer=tenure_dot_v1_dot_segmentation__pb2.GetSegmentsRequest.FromString,
                     response_serializer=tenure_dot_v1_dot_segmentation__pb2.GetSegmentsResponse.SerializeToString,
             ),
+            'DescribeSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeSegments,
+                    request_deserializer=tenure_dot_v1_dot_segmentation__pb2.DescribeSegmentsRequest.FromString,
+                    response_serializer=tenure_dot_v1_dot_segmentation__pb2.SegmentCatalog.SerializeToString,
+            ),
+            'StreamSegmentChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamSegmentChanges,
+                    request_deserializer=tenure_dot_v1_dot_segmentation__pb2.SegmentChangesRequest.FromString,
+                    response_serializer=tenure_dot_v1_dot_segmentation__pb2.SegmentChange.SerializeToString,
+            ),
+            'ExportAudience': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportAudience,
+                    request_deserializer=tenure_dot_v1_dot_segmentation__pb2.AudienceQuery.FromString,
+                    response_serializer=tenure_dot_v1_dot_segmentation__pb2.AudienceExportItem.SerializeToString,
+            ),
+            'ProfileGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProfileGroup,
+                    request_deserializer=tenure_dot_v1_dot_segmentation__pb2.ProfileRequest.FromString,
+                    response_serializer=tenure_dot_v1_dot_segmentation__pb2.ProfileReport.SerializeToString,
+            ),
             'StreamLookalikeAudience': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamLookalikeAudience,
                     request_deserializer=tenure_dot_v1_dot_segmentation__pb2.LookalikeAudienceRequest.FromString,
                     response_serializer=tenure_dot_v1_dot_segmentation__pb2.AudienceMember.SerializeToString,
+            ),
+            'StartLookalikeJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartLookalikeJob,
+                    request_deserializer=tenure_dot_v1_dot_segmentation__pb2.LookalikeJobRequest.FromString,
+                    response_serializer=tenure_dot_v1_dot_segmentation__pb2.Job.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=tenure_dot_v1_dot_segmentation__pb2.WatchJobRequest.FromString,
+                    response_serializer=tenure_dot_v1_dot_segmentation__pb2.Job.SerializeToString,
+            ),
+            'GetCustomer360': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCustomer360,
+                    request_deserializer=tenure_dot_v1_dot_segmentation__pb2.Customer360Request.FromString,
+                    response_serializer=tenure_dot_v1_dot_segmentation__pb2.Customer360.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,7 +216,9 @@ def add_SegmentationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SegmentationService:
-    """Assigns RFM segments and lifecycle stages, and streams lookalike audiences.
+    """Segments the whole customer base (RFM, lifecycle, behavioural clusters, the churn x purchase
+    grid) each time a new snapshot or model version is loaded (a re-scoring), records who moved,
+    and answers audience, profile, lookalike and 360-degree questions over it.
     """
 
     @staticmethod
@@ -118,6 +249,114 @@ class SegmentationService:
             _registered_method=True)
 
     @staticmethod
+    def DescribeSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenure.v1.SegmentationService/DescribeSegments',
+            tenure_dot_v1_dot_segmentation__pb2.DescribeSegmentsRequest.SerializeToString,
+            tenure_dot_v1_dot_segmentation__pb2.SegmentCatalog.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamSegmentChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tenure.v1.SegmentationService/StreamSegmentChanges',
+            tenure_dot_v1_dot_segmentation__pb2.SegmentChangesRequest.SerializeToString,
+            tenure_dot_v1_dot_segmentation__pb2.SegmentChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAudience(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tenure.v1.SegmentationService/ExportAudience',
+            tenure_dot_v1_dot_segmentation__pb2.AudienceQuery.SerializeToString,
+            tenure_dot_v1_dot_segmentation__pb2.AudienceExportItem.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProfileGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenure.v1.SegmentationService/ProfileGroup',
+            tenure_dot_v1_dot_segmentation__pb2.ProfileRequest.SerializeToString,
+            tenure_dot_v1_dot_segmentation__pb2.ProfileReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def StreamLookalikeAudience(request,
             target,
             options=(),
@@ -134,6 +373,87 @@ class SegmentationService:
             '/tenure.v1.SegmentationService/StreamLookalikeAudience',
             tenure_dot_v1_dot_segmentation__pb2.LookalikeAudienceRequest.SerializeToString,
             tenure_dot_v1_dot_segmentation__pb2.AudienceMember.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartLookalikeJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenure.v1.SegmentationService/StartLookalikeJob',
+            tenure_dot_v1_dot_segmentation__pb2.LookalikeJobRequest.SerializeToString,
+            tenure_dot_v1_dot_segmentation__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tenure.v1.SegmentationService/WatchJob',
+            tenure_dot_v1_dot_segmentation__pb2.WatchJobRequest.SerializeToString,
+            tenure_dot_v1_dot_segmentation__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCustomer360(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenure.v1.SegmentationService/GetCustomer360',
+            tenure_dot_v1_dot_segmentation__pb2.Customer360Request.SerializeToString,
+            tenure_dot_v1_dot_segmentation__pb2.Customer360.FromString,
             options,
             channel_credentials,
             insecure,
