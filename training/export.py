@@ -13,6 +13,7 @@ from onnxmltools.convert.common.data_types import FloatTensorType
 
 from tenure.artifacts import Manifest, write_artifact
 from tenure.errors import ArtifactError
+from training.contrib import snap_onnx_thresholds
 from training.lgbm import positive_proba
 
 log = logging.getLogger(__name__)
@@ -24,11 +25,14 @@ PARITY_TOLERANCE = 1e-4
 is float32 vs float64 accumulation of leaf values."""
 
 
-def lightgbm_to_onnx(model: lgb.LGBMClassifier, n_features: int) -> bytes:
+def lightgbm_to_onnx(model: lgb.LGBMModel, n_features: int) -> bytes:
+    """onnxmltools' conversion (zipmap off) with every split made exactly LightGBM's: the converter
+    rounds double thresholds to the nearest float32, which sends inputs equal to a rounded-up
+    threshold the wrong way (see training.contrib)."""
     onx = convert_lightgbm(
         model, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))], zipmap=False
     )
-    return onx.SerializeToString()
+    return snap_onnx_thresholds(onx.SerializeToString(), model)
 
 
 def onnx_positive_proba(onnx_bytes: bytes, X: np.ndarray) -> np.ndarray:
