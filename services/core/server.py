@@ -191,7 +191,10 @@ def serve_forever(service: Service, banner: str, parent_pid: int | None = None) 
                          daemon=True).start()
     service.start()
     log.info("%s listening on port %d", banner, service.port)
-    stop.wait()
+    # Wake up now and then: a signal that the kernel delivers to one of grpc's threads only runs its
+    # Python handler when the main thread executes bytecode again, not while it blocks on a lock.
+    while not stop.wait(0.2):
+        pass
     log.info("%s draining (grace %.1fs)", banner, service.settings.shutdown_grace_s)
     service.stop()
 

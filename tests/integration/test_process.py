@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -38,14 +39,19 @@ def test_serve_process_answers_and_drains_on_sigterm(trained_repo: Path) -> None
         ids = FeatureSnapshot.load_latest(trained_repo).customer_ids[:2_000].tolist()
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             stub = scoring_pb2_grpc.ScoringServiceStub(ch)
-            # A bulk stream in flight when SIGTERM arrives still gets all its results.
-            def chunks():  # type: ignore[no-untyped-def]
-                for c in range(40):
-                    if c == 5:
-                        proc.send_signal(signal.SIGTERM)
-                    yield scoring_pb2.ScoreChunk(chunk_id=c, customer_ids=ids)
-            results = list(stub.StreamScore(chunks(), timeout=30))
-            assert len(results) == 40 and all(len(r.customer_ids) == len(ids) for r in results)
+            # A bulk stream in flight (its first chunk answered) when SIGTERM arrives still gets all
+            # its results, including those of chunks it sends after the signal.
+            feed: queue.Queue[scoring_pb2.ScoreChunk | None] = queue.Queue()
+            call = stub.StreamScore(iter(feed.get, None), timeout=30)
+            feed.put(scoring_pb2.ScoreChunk(chunk_id=0, customer_ids=ids))
+            results = [next(call)]
+            proc.send_signal(signal.SIGTERM)
+            for c in range(1, 40):
+                feed.put(scoring_pb2.ScoreChunk(chunk_id=c, customer_ids=ids))
+            feed.put(None)
+            results += list(call)
+            assert [r.chunk_id for r in results] == list(range(40))
+            assert all(len(r.customer_ids) == len(ids) for r in results)
             assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
