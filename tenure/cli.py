@@ -27,13 +27,13 @@ def _synth(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from tenure.data import CANONICAL, ColumnMapping, load_cdnow, load_shop, read_shop
     from tenure.settings import TrainSettings
-    from training.pipeline import metrics_table, train_all, train_churn
+    from training.pipeline import metrics_table, train_all, train_cdnow
 
     settings = TrainSettings(churn_horizon_days=args.horizon_days)
     models = Path(args.models)
     if args.dataset == "cdnow":
         shop = load_cdnow(cache_dir=Path(args.data))
-        results = [train_churn(shop, models, settings, name="churn-cdnow")]
+        results = train_cdnow(shop, models, settings)
     elif args.transactions:
         mapping = ColumnMapping.from_json(args.mapping) if args.mapping else CANONICAL
         shop, report = load_shop(args.transactions, mapping=mapping, customers_path=args.customers_file)

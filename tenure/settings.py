@@ -72,6 +72,8 @@ class TrainSettings:
     """Training knobs (the CLI flags map onto these)."""
 
     churn_horizon_days: int = 90
+    clv_horizon_days: int = 365
+    """Predicted CLV covers this many days after the cutoff."""
     propensity_horizon_days: int = 30
     active_window_days: int = 365
     """Churn is modelled for customers with an order in this many days before the cutoff."""

@@ -15,10 +15,15 @@ from tenure.errors import DataError
 from tenure.features import PAIR_FEATURES, AffinityState, FeatureSpace, product_table
 from tenure.settings import TrainSettings
 from tenure.store import Catalog, FeatureSnapshot
+from training.channel import train_channel
 from training.churn import ChurnModel
+from training.clusters import train_clusters
+from training.clv import train_clv
+from training.contrib import export_contributions
 from training.export import export_binary
 from training.lookalike import VALUE_FEATURES, LookalikeModel, default_seed
 from training.propensity import PropensityModel
+from training.purchase import train_purchase
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,28 @@ def train_churn(shop: Shop, repo: Path, settings: TrainSettings, name: str = "ch
                 "dataset": shop.name},
         data_fingerprint=fingerprint(shop),
     )
+    # The churn model's own tree contributions, for the reasons the services give.
+    export_contributions(repo, f"{name}-contributions", model.model_, space.names, model.holdout_.X[:5_000],
+                         explains=name, training_window={"holdout_cutoff": str(model.holdout_cutoff_.date())},
+                         data_fingerprint=fingerprint(shop))
     return {"name": name, "path": str(path), "metrics": metrics}
+
+
+CDNOW_CALIBRATION_END = pd.Timestamp("1997-10-01")
+"""The BG/NBD paper's split of CDNOW: 39 weeks of calibration, 39 weeks of holdout."""
+
+
+def train_cdnow(shop: Shop, repo: Path, settings: TrainSettings) -> list[dict[str, Any]]:
+    """The real-data check: churn and CLV on CDNOW (an order log: no products, channels, demographics).
+
+    CLV uses the paper's split (calibration to 1997-09-30, holdout the following 39 weeks)."""
+    space = FeatureSpace.fit(shop)
+    arrays = space.encode(shop)
+    end = data_end(shop)
+    horizon = int((end - CDNOW_CALIBRATION_END).days)
+    return [train_churn(shop, repo, settings, name="churn-cdnow", space=space),
+            train_clv(shop, repo, space, arrays, end, horizon_days=horizon, seed=settings.seed,
+                      threads=settings.lgbm_threads, name="clv-cdnow", data_fingerprint=fingerprint(shop))]
 
 
 def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None) -> list[dict[str, Any]]:
@@ -76,6 +102,10 @@ def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None) -> 
     log.info("encoded %s: %d customers, %d products, %d features (%.1fs)", shop.name, arrays.n_customers,
              arrays.n_products, len(space.names), time.perf_counter() - t0)
     results = [train_churn(shop, repo, settings, space=space)]
+    results.append(train_clv(shop, repo, space, arrays, end, horizon_days=settings.clv_horizon_days,
+                             seed=settings.seed, threads=settings.lgbm_threads, data_fingerprint=fp))
+    results += train_purchase(shop, repo, space, arrays, end, seed=settings.seed, threads=settings.lgbm_threads,
+                              data_fingerprint=fp)
 
     products = product_table(shop, arrays, space)
     t1 = time.perf_counter()
@@ -92,6 +122,10 @@ def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None) -> 
         data_fingerprint=fp,
     )
     results.append({"name": "propensity", "path": str(path), "metrics": pm})
+    channel = train_channel(shop, repo, space, arrays, end, seed=settings.seed, threads=settings.lgbm_threads,
+                            data_fingerprint=fp)
+    if channel is not None:
+        results.append(channel)
 
     # Serving snapshot at the end of the data: the features every service reads.
     codes, X = space.customer_features(arrays, end, shop.customers)
@@ -106,6 +140,9 @@ def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None) -> 
     results.append({"name": "features", "path": str(spath), "metrics": {"customers": int(len(X)), "features": len(space.names)}})
 
     results.append(train_lookalike(repo, settings, snapshot=snapshot))
+    results.append(train_clusters(repo, snapshot.feature_names, snapshot.X, seed=settings.seed,
+                                  threads=settings.lgbm_threads, training_window={"cutoff": str(end.date())},
+                                  data_fingerprint=fp))
     log.info("trained %s in %.1fs", shop.name, time.perf_counter() - t0)
     return results
 
@@ -145,6 +182,10 @@ def train_lookalike(repo: Path, settings: TrainSettings, seed_ids: list[str] | N
     return {"name": name, "path": str(path), "metrics": metrics}
 
 
+def results_last_purchase(results: list[dict[str, Any]]) -> str:
+    return [r["name"] for r in results if r["name"].startswith("purchase_")][-1]
+
+
 def metrics_table(results: list[dict[str, Any]], dataset: str) -> str:
     """Markdown: each model's holdout metric next to its baselines."""
     rows = ["| dataset | model | metric | model | baseline | baseline value |", "|---|---|---|---|---|---|"]
@@ -163,4 +204,21 @@ def metrics_table(results: list[dict[str, Any]], dataset: str) -> str:
         elif name == "lookalike":
             for metric in ("auc", "lift_at_10pct"):
                 rows.append(f"| {dataset} | lookalike | {metric} | {m[metric]:.3f} | centroid cosine | {m[f'baseline_centroid_cosine_{metric}']:.3f} |")
+        elif name.startswith("clv"):
+            rows.append(f"| {dataset} | {name} ({m['horizon_days']} d) | MAE per customer | {m['mae']:.2f} | BG/NBD + Gamma-Gamma | {m['baseline_bgnbd_gg_mae']:.2f} |")
+            rows.append(f"| {dataset} | {name} ({m['horizon_days']} d) | aggregate error % | {m['aggregate_error_pct']:+.1f} | BG/NBD + Gamma-Gamma | {m['baseline_aggregate_error_pct']:+.1f} |")
+            rows.append(f"| {dataset} | {name} ({m['horizon_days']} d) | Spearman | {m['spearman']:.3f} | BG/NBD + Gamma-Gamma | {m['baseline_bgnbd_gg_spearman']:.3f} |")
+        elif name.startswith("purchase_"):
+            h = name.rsplit("_", 1)[1]  # "7d", "30d", "90d"; every entry carries all horizons' metrics
+            for base in ("bgnbd", "recency"):
+                rows.append(f"| {dataset} | purchase within {h} | auc | {m[f'auc_{h}']:.3f} | {base} | {m[f'baseline_{base}_auc_{h}']:.3f} |")
+            if name == results_last_purchase(results):
+                rows.append(f"| {dataset} | next purchase | MAE days | {m['next_purchase_mae_days']:.1f} | last order + average gap | {m['baseline_naive_next_purchase_mae_days']:.1f} |")
+        elif name == "channel":
+            for metric in ("top1_accuracy", "log_loss"):
+                for base in ("frequent", "last", "majority"):
+                    rows.append(f"| {dataset} | best channel | {metric} | {m[metric]:.3f} | {base} channel | {m[f'baseline_{base}_{metric}']:.3f} |")
+        elif name == "clusters":
+            sil = m.get("holdout_silhouette")
+            rows.append(f"| {dataset} | clusters (k={m['k']}) | holdout silhouette | {'-' if sil is None else f'{sil:.3f}'} | | |")
     return "\n".join(rows)

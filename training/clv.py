@@ -1,0 +1,385 @@
+"""Customer lifetime value: historic net spend + LightGBM-predicted net spend over a horizon.
+
+CLV of a customer at a cutoff = historic (net spend before the cutoff, the ``spend_total`` feature)
++ predicted (expected net spend over the next ``horizon_days``). The predictor is a LightGBM
+Poisson regression on the churn model's point-in-time customer features
+(:meth:`tenure.features.FeatureSpace.customer_features`), so serving feeds it the snapshot row.
+Poisson is chosen for its canonical log link: boosting keeps the sum of the fitted values close to
+the sum of the labels, which an aggregate spend forecast needs (Tweedie's log link is not its
+canonical link and its totals come out low on zero-heavy spend).
+
+Time split (nothing after the holdout cutoff ``end - horizon`` is used for fitting or tuning):
+
+* Label windows are ``label_days = min(horizon, 91)`` long and tile the last year (``season_days``)
+  of the calibration period: training cutoffs ``holdout - label_days * k`` (k = 1, 2, ...), each
+  with at least ``min_history_days`` of history, every label window ending by the holdout cutoff.
+  Short windows keep the training cutoffs close to the holdout cutoff, so the customers' recency
+  and tenure at the holdout stay inside the range the trees saw. (With one full-horizon window a
+  horizon before the holdout, customers dormant longer than the shop's age at that cutoff get the
+  prediction of the most dormant customers seen, and the forecast drifts up.) Tiling a year
+  averages seasonality out of the stacked rate.
+* Target: net spend in the label window per day x ``horizon_days`` (negative windows, i.e. more
+  returned than bought, count as 0), so the raw model output is the horizon's spend at the label
+  window's rate.
+* Horizon decay factor ``D``: spend rates fall over a long horizon as customers drop out. ``D`` =
+  realised net spend over a full horizon / the model's constant-rate forecast, both for the
+  customers at ``holdout - horizon`` (needs that cutoff to have ``min_history_days`` of history;
+  the whole window is inside calibration). When no such cutoff exists (CDNOW: 39-week
+  calibration, 39-week horizon) ``D = 1``: the rate is assumed constant over the horizon.
+  Predictions are ``D x`` the LightGBM output; the ONNX export multiplies by ``D`` in the graph.
+* Early stopping (the only tuned hyperparameter) uses whole customers held out from the training
+  rows, as in :mod:`training.lgbm`. No discounting is applied anywhere.
+
+Baseline on the same holdout rows: BG/NBD x Gamma-Gamma fitted by :mod:`training.btyd` on the RFM
+summary at the holdout cutoff (days; maximum likelihood as in the papers): conditional expected
+purchases over the horizon x conditional expected average spend, undiscounted. It models gross
+spend (returns are not in the RFM summary); the model and the actual values are net of returns.
+
+Metrics: per-customer MAE and RMSE, Spearman rank correlation, and the aggregate error of the
+holdout total (sum predicted vs sum actual, % of actual). MAE is minimised by the conditional
+*median*, which is 0 for most customers, so it rewards forecasts that are biased low: the
+evaluation also reports the MAE of predicting 0 for everyone and the MAE of the baseline rescaled
+to the model's total (uses predictions only), which compares the two at an equal total.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+from onnx import helper, numpy_helper
+from onnxmltools import convert_lightgbm
+from onnxmltools.convert.common.data_types import FloatTensorType
+from scipy.stats import spearmanr
+
+from tenure.artifacts import Manifest, write_artifact
+from tenure.data import Shop
+from tenure.errors import ArtifactError
+from tenure.features import FeatureSpace, TxArrays, to_days
+from training.btyd import BetaGeoFitter, GammaGammaFitter, rfm_summary
+from training.export import INPUT_NAME
+
+log = logging.getLogger(__name__)
+
+HISTORIC_FEATURE = "spend_total"
+"""The customer feature that is net spend (purchases minus returns) before the cutoff."""
+SPEND_OUTPUT = "spend"
+PARITY_RTOL = 1e-4
+"""Max |ONNX - LightGBM| / max(1, |LightGBM|) allowed on the check rows (float32 vs float64 sums)."""
+
+
+def spend_between(arrays: TxArrays, start_day: float, end_day: float) -> np.ndarray:
+    """Net spend (all lines, returns negative) per customer code with start_day <= t < end_day."""
+    m = (arrays.t >= start_day) & (arrays.t < end_day)
+    return np.bincount(arrays.cust[m], weights=arrays.amount[m], minlength=arrays.n_customers)
+
+
+def historic_clv(X: np.ndarray, feature_names: list[str]) -> np.ndarray:
+    """Historic CLV per feature row: net spend before the row's cutoff (the spend_total column)."""
+    return np.asarray(X[:, feature_names.index(HISTORIC_FEATURE)], dtype=np.float64)
+
+
+def customer_groups(arrays: TxArrays, codes: np.ndarray) -> np.ndarray:
+    """Early-stopping group per training row: the rank of its customer id among the rows' customers.
+
+    Unlike the customer code, this does not change when later transactions add new customers, so
+    the validation split (and the model) depends on the training rows only."""
+    return np.unique(arrays.customer_ids[codes], return_inverse=True)[1].ravel()
+
+
+def fit_regressor(
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    seed: int,
+    threads: int,
+    n_estimators: int = 1000,
+    learning_rate: float = 0.03,
+    num_leaves: int = 15,
+    min_child_samples: int = 50,
+    valid_fraction: float = 0.15,
+) -> lgb.LGBMRegressor:
+    """LightGBM Poisson regression with early stopping on whole customers (groups) held out from
+    the training rows."""
+    rng = np.random.default_rng(seed)
+    uniq = np.unique(groups)
+    valid_groups = rng.choice(uniq, size=max(1, int(len(uniq) * valid_fraction)), replace=False)
+    is_valid = np.isin(groups, valid_groups)
+    model = lgb.LGBMRegressor(
+        objective="poisson",
+        n_estimators=n_estimators,
+        learning_rate=learning_rate,
+        num_leaves=num_leaves,
+        min_child_samples=min_child_samples,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        reg_lambda=1.0,
+        n_jobs=threads,
+        random_state=seed,
+        verbose=-1,
+    )
+    model.fit(
+        X[~is_valid], y[~is_valid],
+        eval_X=(X[is_valid],),
+        eval_y=(y[is_valid],),
+        eval_metric="poisson",
+        callbacks=[lgb.early_stopping(50, verbose=False)],
+    )
+    return model
+
+
+def bgnbd_gg_spend(transactions: pd.DataFrame, cutoff: pd.Timestamp, customer_ids: np.ndarray,
+                   horizon_days: float, penalizer: float = 0.0) -> tuple[np.ndarray, dict[str, float]]:
+    """BG/NBD x Gamma-Gamma expected spend over the horizon (undiscounted) for `customer_ids`,
+    fitted on the RFM summary (days) of the transactions before `cutoff`. Returns (spend, params)."""
+    summary = rfm_summary(transactions, cutoff)
+    bgf = BetaGeoFitter(penalizer_coef=penalizer).fit(summary["frequency"], summary["recency"], summary["T"])
+    ggf = GammaGammaFitter(penalizer_coef=penalizer).fit(summary["frequency"], summary["monetary_value"])
+    s = summary.reindex(customer_ids)
+    if s.isna().any().any():
+        raise ValueError("some customers have no purchase before the cutoff in the RFM summary")
+    spend = ggf.customer_lifetime_value(bgf, s["frequency"].to_numpy(), s["recency"].to_numpy(), s["T"].to_numpy(),
+                                        s["monetary_value"].to_numpy(), time=float(horizon_days))
+    params = {**{f"bgnbd_{k}": v for k, v in bgf.params_.items()}, **{f"gg_{k}": v for k, v in ggf.params_.items()}}
+    return np.asarray(spend, dtype=np.float64), params
+
+
+@dataclass
+class SpendSet:
+    """Features at a cutoff and the net spend of the following `days` days."""
+
+    codes: np.ndarray
+    X: np.ndarray
+    spend: np.ndarray
+    cutoff: pd.Timestamp
+    days: int
+
+
+def spend_set(space: FeatureSpace, arrays: TxArrays, customers: pd.DataFrame | None,
+              cutoff: pd.Timestamp, days: int) -> SpendSet:
+    """Every customer with a purchase before `cutoff`, with net spend in [cutoff, cutoff + days)."""
+    codes, X = space.customer_features(arrays, cutoff, customers)
+    T = to_days(cutoff)
+    return SpendSet(codes, X, spend_between(arrays, T, T + days)[codes], cutoff, days)
+
+
+class ClvModel:
+    """Predicted net spend over `horizon_days` (see the module docstring for the time split)."""
+
+    def __init__(self, horizon_days: int = 365, label_days: int = 91, season_days: int = 364,
+                 min_history_days: int = 60, max_windows: int = 12, seed: int = 7, threads: int = 1,
+                 baseline_penalizer: float = 0.0) -> None:
+        self.horizon_days = horizon_days
+        self.label_days = min(label_days, horizon_days)
+        self.season_days = season_days
+        self.min_history_days = min_history_days
+        self.max_windows = max_windows
+        self.seed = seed
+        self.threads = threads
+        self.baseline_penalizer = baseline_penalizer
+
+    def cutoffs(self, end: pd.Timestamp) -> tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp]:
+        """(training cutoffs newest first, holdout cutoff, decay cutoff), before the history filter."""
+        holdout = end - pd.Timedelta(days=self.horizon_days)
+        n = min(self.max_windows, max(1, self.season_days // self.label_days))
+        train = [holdout - pd.Timedelta(days=self.label_days * (k + 1)) for k in range(n)]
+        return train, holdout, holdout - pd.Timedelta(days=self.horizon_days)
+
+    def fit(self, shop: Shop, space: FeatureSpace, arrays: TxArrays, end: pd.Timestamp) -> "ClvModel":
+        train_cutoffs, holdout_cutoff, decay_cutoff = self.cutoffs(pd.Timestamp(end))
+        first = to_days(shop.transactions["ts"].min())
+        has_history = [to_days(c) - first >= self.min_history_days for c in (*train_cutoffs, decay_cutoff)]
+        sets = [spend_set(space, arrays, shop.customers, c, self.label_days)
+                for c, ok in zip(train_cutoffs, has_history) if ok]
+        if not sets:
+            raise ValueError(f"not enough history for CLV with horizon {self.horizon_days} days")
+        per_day_to_horizon = self.horizon_days / self.label_days
+        X = np.concatenate([s.X for s in sets])
+        y = np.concatenate([np.maximum(s.spend, 0.0) * per_day_to_horizon for s in sets])
+        groups = customer_groups(arrays, np.concatenate([s.codes for s in sets]))
+        self.model_: lgb.LGBMRegressor = fit_regressor(X, y, groups, seed=self.seed, threads=self.threads)
+        self.feature_names_ = space.names
+        self.train_cutoffs_ = [s.cutoff for s in sets]
+        self.holdout_cutoff_ = holdout_cutoff
+        self.train_rows_ = int(len(y))
+        self.decay_factor_ = 1.0
+        self.decay_cutoff_: pd.Timestamp | None = None
+        if has_history[-1]:
+            d = spend_set(space, arrays, shop.customers, decay_cutoff, self.horizon_days)
+            forecast = float(np.sum(self.model_.predict(d.X)))
+            ratio = float(d.spend.sum()) / forecast if forecast > 0 else math.nan
+            if math.isfinite(ratio) and ratio > 0:
+                self.decay_factor_, self.decay_cutoff_ = ratio, decay_cutoff
+            else:
+                log.warning("clv: decay factor undefined at %s (ratio %s); using 1", decay_cutoff.date(), ratio)
+        self.holdout_ = spend_set(space, arrays, shop.customers, holdout_cutoff, self.horizon_days)
+        log.info("clv: %d rows from cutoffs %s, label %d days, decay factor %.3f", self.train_rows_,
+                 [str(c.date()) for c in self.train_cutoffs_], self.label_days, self.decay_factor_)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Expected net spend over the horizon per feature row."""
+        return self.decay_factor_ * np.asarray(self.model_.predict(X), dtype=np.float64)
+
+    def clv(self, X: np.ndarray) -> pd.DataFrame:
+        """historic (net spend so far), predicted (next horizon) and total = historic + predicted."""
+        historic = historic_clv(X, self.feature_names_)
+        predicted = self.predict(X)
+        return pd.DataFrame({"historic": historic, "predicted": predicted, "total": historic + predicted})
+
+    def evaluate(self, shop: Shop, arrays: TxArrays) -> dict[str, Any]:
+        """Holdout metrics of the model next to BG/NBD x Gamma-Gamma (flat, JSON-able)."""
+        h = self.holdout_
+        actual = h.spend
+        pred = self.predict(h.X)
+        base, base_params = bgnbd_gg_spend(shop.transactions, h.cutoff, arrays.customer_ids[h.codes],
+                                           self.horizon_days, self.baseline_penalizer)
+        total = float(actual.sum())
+        rescaled = base * (pred.sum() / base.sum()) if base.sum() > 0 else base
+        return {
+            "holdout_cutoff": str(h.cutoff.date()),
+            "holdout_end": str((h.cutoff + pd.Timedelta(days=self.horizon_days)).date()),
+            "holdout_rows": int(len(actual)),
+            "horizon_days": self.horizon_days,
+            "label_days": self.label_days,
+            "train_cutoffs": ",".join(str(c.date()) for c in self.train_cutoffs_),
+            "train_rows": self.train_rows_,
+            "decay_factor": self.decay_factor_,
+            "decay_cutoff": str(self.decay_cutoff_.date()) if self.decay_cutoff_ is not None else None,
+            "actual_total": total,
+            "predicted_total": float(pred.sum()),
+            "mae": _mae(pred, actual),
+            "rmse": _rmse(pred, actual),
+            "spearman": _spearman(pred, actual),
+            "aggregate_error_pct": _pct(pred.sum(), total),
+            "baseline_bgnbd_gg_total": float(base.sum()),
+            "baseline_bgnbd_gg_mae": _mae(base, actual),
+            "baseline_bgnbd_gg_rmse": _rmse(base, actual),
+            "baseline_bgnbd_gg_spearman": _spearman(base, actual),
+            "baseline_aggregate_error_pct": _pct(base.sum(), total),
+            "baseline_bgnbd_gg_mae_at_model_total": _mae(rescaled, actual),
+            "baseline_zero_mae": _mae(np.zeros_like(actual), actual),
+            **{f"baseline_{k}": float(v) for k, v in base_params.items()},
+        }
+
+
+def _mae(pred: np.ndarray, actual: np.ndarray) -> float:
+    return float(np.mean(np.abs(pred - actual)))
+
+
+def _rmse(pred: np.ndarray, actual: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(pred - actual))))
+
+
+def _spearman(pred: np.ndarray, actual: np.ndarray) -> float:
+    return float(spearmanr(pred, actual).statistic)
+
+
+def _pct(predicted: float, actual: float) -> float:
+    return float(100.0 * (predicted - actual) / actual) if actual else math.nan
+
+
+# --------------------------------------------------------------------------- ONNX export
+
+
+def regressor_to_onnx(model: lgb.LGBMRegressor, n_features: int, scale: float = 1.0) -> bytes:
+    """ONNX graph `features` float32 [N, n_features] -> `spend` float32 [N, 1] = scale x prediction."""
+    onx = convert_lightgbm(model, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))])
+    graph = onx.graph
+    raw = graph.output[0].name
+    graph.initializer.append(numpy_helper.from_array(np.array([scale], dtype=np.float32), "spend_scale"))
+    graph.node.append(helper.make_node("Mul", [raw, "spend_scale"], [SPEND_OUTPUT], name="apply_spend_scale"))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(SPEND_OUTPUT, onnx.TensorProto.FLOAT, [None, 1]))
+    onnx.checker.check_model(onx)
+    return onx.SerializeToString()
+
+
+def onnx_spend(onnx_bytes: bytes, X: np.ndarray) -> np.ndarray:
+    """Run the exported graph: float32 [N, 1]."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+    return sess.run([SPEND_OUTPUT], {INPUT_NAME: np.ascontiguousarray(X, dtype=np.float32)})[0]
+
+
+def regressor_parity(model: lgb.LGBMRegressor, onnx_bytes: bytes, X: np.ndarray, scale: float = 1.0) -> float:
+    """Max |ONNX - scale x LightGBM| / max(1, |scale x LightGBM|) on the given rows."""
+    if not len(X):
+        return 0.0
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    expected = scale * np.asarray(model.predict(X), dtype=np.float64)
+    got = onnx_spend(onnx_bytes, X)[:, 0].astype(np.float64)
+    return float(np.max(np.abs(expected - got) / np.maximum(1.0, np.abs(expected))))
+
+
+def export_regressor(
+    repo: Path,
+    name: str,
+    model: lgb.LGBMRegressor,
+    feature_names: list[str],
+    X_check: np.ndarray,
+    *,
+    metrics: dict[str, Any],
+    training_window: dict[str, str],
+    params: dict[str, Any] | None = None,
+    data_fingerprint: str = "",
+    scale: float = 1.0,
+) -> Path:
+    """Convert (output `spend` = scale x LightGBM prediction), check parity on X_check (held-out
+    rows), write models/<name>/<version>/ with kind "lightgbm-regression"."""
+    onnx_bytes = regressor_to_onnx(model, len(feature_names), scale)
+    diff = regressor_parity(model, onnx_bytes, X_check, scale)
+    if not diff <= PARITY_RTOL:
+        raise ArtifactError(f"{name}: ONNX differs from LightGBM by {diff:.2e} relative (> {PARITY_RTOL})",
+                            model=name)
+    metrics = {**metrics, "onnx_parity_max_rel_diff": diff, "onnx_parity_rows": int(len(X_check))}
+    manifest = Manifest(
+        name=name,
+        kind="lightgbm-regression",
+        features=list(feature_names),
+        inputs=[{"name": INPUT_NAME, "dtype": "float32", "shape": [-1, len(feature_names)]}],
+        outputs=[{"name": SPEND_OUTPUT, "dtype": "float32", "shape": [-1, 1], "use_column": 0}],
+        training_window=training_window,
+        metrics=metrics,
+        params={"lightgbm": {k: v for k, v in model.get_params().items() if _jsonable(v)},
+                "best_iteration": int(model.best_iteration_ or model.n_estimators), "output_scale": scale,
+                **(params or {})},
+        data_fingerprint=data_fingerprint,
+    )
+    path = write_artifact(repo, manifest, {"model.onnx": onnx_bytes})
+    log.info("exported %s -> %s (parity %.1e on %d rows)", name, path, diff, len(X_check))
+    return path
+
+
+def _jsonable(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def train_clv(shop: Shop, repo: Path, space: FeatureSpace, arrays: TxArrays, end: pd.Timestamp, *,
+              horizon_days: int = 365, seed: int = 7, threads: int = 1, name: str = "clv",
+              data_fingerprint: str = "") -> dict[str, Any]:
+    """Fit, evaluate and export the CLV model; {"name", "path", "metrics"} like the pipeline's entries."""
+    model = ClvModel(horizon_days=horizon_days, seed=seed, threads=threads).fit(shop, space, arrays, end)
+    metrics = model.evaluate(shop, arrays)
+    path = export_regressor(
+        repo, name, model.model_, space.names, model.holdout_.X[:5_000],
+        metrics=metrics,
+        training_window={"data_start": str(shop.transactions["ts"].min().date()),
+                         "train_cutoffs": ",".join(str(c.date()) for c in model.train_cutoffs_),
+                         "holdout_cutoff": str(model.holdout_cutoff_.date()), "holdout_label_end": str(end.date())},
+        params={"horizon_days": horizon_days, "label_days": model.label_days, "decay_factor": model.decay_factor_,
+                "historic_feature": HISTORIC_FEATURE, "dataset": shop.name},
+        data_fingerprint=data_fingerprint,
+        scale=model.decay_factor_,
+    )
+    return {"name": name, "path": str(path), "metrics": metrics}
