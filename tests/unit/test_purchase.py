@@ -12,15 +12,14 @@ import pytest
 from tenure.artifacts import latest_valid
 from tenure.data import Shop
 from tenure.features import FeatureSpace, TxArrays, to_days
+from tenure.timing import average_gap_days, next_purchase_days
 from training.btyd import BetaGeoFitter, rfm_summary
 from training.export import onnx_positive_proba
 from training.purchase import (
     PurchaseModel,
-    average_gap_days,
     bgnbd_purchase_probabilities,
     first_order_days,
     naive_next_purchase_days,
-    next_purchase_days,
     purchase_set,
     train_purchase,
 )
