@@ -73,9 +73,15 @@ class OnnxModel:
         out = self.session.run(self._outputs, {self.input_name: X})[0]
         return out[:, self.column] if self.column is not None else out.reshape(len(X))
 
+    def matrix(self, X: np.ndarray) -> np.ndarray:
+        """float32 (n, n_features) -> the manifest's first output whole, (n, k) (contributions, class
+        probabilities, cluster distances)."""
+        out = self.session.run(self._outputs, {self.input_name: X})[0]
+        return out.reshape(len(X), -1)
+
     def warm_up(self) -> None:
         for n in WARMUP_ROWS:
-            self.predict(np.zeros((n, len(self.features)), np.float32))
+            self.matrix(np.zeros((n, len(self.features)), np.float32))
 
     @classmethod
     def load_latest(cls, repo: Path, name: str, threads: int = 1) -> "OnnxModel":

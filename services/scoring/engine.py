@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from services.core.predictions import Predictor, bands, model_names
 from services.core.runtime import OnnxModel, column_index
-from tenure.errors import InvalidInput, TenureError, UnknownCustomer
+from tenure.errors import InvalidInput, ModelUnavailable, TenureError, UnknownCustomer
 from tenure.settings import ServiceSettings
 from tenure.store import FeatureSnapshot
 
-BAND_LOW, BAND_MEDIUM, BAND_HIGH = 1, 2, 3
-MODELS = ("features", "churn", "lookalike")
+MODELS = model_names
+"""Score needs features, churn and lookalike; Predict every model of services.core.predictions."""
 SCORES = frozenset({"churn", "lookalike"})
 
 
@@ -26,8 +27,9 @@ class RowScores:
 
 class Scorer:
     def __init__(self, snapshot: FeatureSnapshot, churn: OnnxModel, lookalike: OnnxModel,
-                 settings: ServiceSettings) -> None:
+                 settings: ServiceSettings, predictor: Predictor | None = None) -> None:
         self.snapshot = snapshot
+        self.predictor = predictor
         self.churn = churn
         self.lookalike = lookalike
         self.features = snapshot.feature_names
@@ -41,10 +43,8 @@ class Scorer:
 
     @classmethod
     def load(cls, repo: Path, settings: ServiceSettings) -> "Scorer":
-        snapshot = FeatureSnapshot.load_latest(repo)
-        churn = OnnxModel.load_latest(repo, "churn", settings.ort_threads)
-        lookalike = OnnxModel.load_latest(repo, "lookalike", settings.ort_threads)
-        return cls(snapshot, churn, lookalike, settings)
+        predictor = Predictor.load(repo, settings)
+        return cls(predictor.snapshot, predictor.models["churn"], predictor.models["lookalike"], settings, predictor)
 
     def lookup(self, ids: list[str]) -> tuple[np.ndarray, dict[int, TenureError]]:
         """Feature rows for ids (zeros where unknown) and the unknown rows' errors."""
@@ -107,9 +107,13 @@ class Scorer:
         return frozenset(names) or SCORES
 
     def bands(self, p: np.ndarray) -> np.ndarray:
-        medium, high = self.thresholds
-        return np.where(np.isnan(p), 0, np.where(p >= high, BAND_HIGH, np.where(p >= medium, BAND_MEDIUM, BAND_LOW)))
+        return bands(p, *self.thresholds)
 
     def versions(self) -> list[tuple[str, str]]:
         return [("features", self.snapshot.version), (self.churn.name, self.churn.version),
                 (self.lookalike.name, self.lookalike.version)]
+
+    def predictions(self) -> Predictor:
+        if self.predictor is None:
+            raise ModelUnavailable("Predict needs the CLV, purchase and churn-contributions models; not loaded")
+        return self.predictor

@@ -5,14 +5,16 @@ from typing import Iterator
 
 import grpc
 
-from services.core.convert import model_versions
+from services.core.convert import model_versions, predictions_message, row_error
 from services.core.runtime import Holder
 from services.core.server import grpc_errors
 from services.core.streaming import StreamSlots, ordered_map
 from services.scoring import convert
 from services.scoring.engine import SCORES, Scorer
-from tenure.errors import TooLarge
+from tenure.errors import InvalidInput, TooLarge
 from tenure.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
+
+MAX_REASONS = 10
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
@@ -63,6 +65,28 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
 
         with self.streams.hold():
             yield from ordered_map(request_iterator, one, self.stream_window)
+
+    @grpc_errors
+    def Predict(self, request: scoring_pb2.PredictRequest, context: grpc.ServicerContext) -> scoring_pb2.PredictResponse:
+        scorer = self.holder.get()
+        pred = scorer.predictions()
+        ids = list(request.customer_ids)
+        if len(ids) > scorer.max_rows:
+            raise TooLarge(f"{len(ids)} customers in one Predict call; at most {scorer.max_rows}")
+        k = request.reasons or 3
+        if k > MAX_REASONS:
+            raise InvalidInput(f"reasons={k}; expected 0..{MAX_REASONS} (0 means 3)")
+        X, errors = scorer.lookup(ids)
+        ok = [i for i in range(len(ids)) if i not in errors]
+        Xok = X[ok] if errors else X
+        table, reasons = pred.predict(Xok), pred.reasons(Xok, k)
+        position = {row: j for j, row in enumerate(ok)}
+        results = [scoring_pb2.CustomerPredictions(customer_id=cid, error=row_error(errors[i])) if i in errors else
+                   scoring_pb2.CustomerPredictions(customer_id=cid, predictions=predictions_message(
+                       pred, table, position[i], reasons[position[i]], Xok))
+                   for i, cid in enumerate(ids)]
+        return scoring_pb2.PredictResponse(results=results, models=model_versions(pred.versions()),
+                                           snapshot_cutoff=pred.cutoff.isoformat())
 
     @grpc_errors
     def GetModelInfo(self, request: scoring_pb2.GetModelInfoRequest,
