@@ -48,3 +48,7 @@ class UnknownModel(TenureError):
 
 class Cancelled(TenureError):
     """The caller cancelled (or its connection closed) before the work started; it was dropped."""
+
+
+class StaleCursor(TenureError):
+    """A cursor from an earlier state (e.g. before a re-scoring): the caller must start again."""

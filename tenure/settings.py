@@ -43,6 +43,8 @@ class ServiceSettings:
     """Chunks of one bulk stream processed at once; beyond that the server stops reading (flow control)."""
     max_batch_rows: int = 10_000
     """Most rows in one Score request / stream chunk; larger -> RESOURCE_EXHAUSTED."""
+    pin_workers: bool = True
+    """With workers > 1 and at least as many cores, pin each worker process to a core of its own."""
     server_threads: int = 8
     """Handler threads per worker process: calls running at once (a stream holds one for its whole
     length). More calls than this wait for a free thread, up to max_concurrent_rpcs. Measured here:
@@ -57,6 +59,16 @@ class ServiceSettings:
     """On SIGTERM: stop accepting, let in-flight calls finish for this long."""
     churn_band_medium: float = 0.33
     churn_band_high: float = 0.66
+    purchase_band_medium: float = 0.2
+    """P(purchase within 30 days) at or above this is a "medium" purchase band of the targeting grid."""
+    purchase_band_high: float = 0.5
+    """... and at or above this "high"."""
+    state_dir: Path = Path("state")
+    """Where services keep what they record: segment moves, feedback events."""
+    recommendation_target: str = ""
+    """host:port of the recommendation service, for the 360-degree view (empty: host:recommendation_port)."""
+    feedback_exclude_days: float = 7.0
+    """Recommend leaves out products shown to the customer this recently without a click (0: never)."""
     reload_interval_s: float = 0.0
     """Poll the repository for newer versions every N seconds (0 = load once at start)."""
 

@@ -48,11 +48,14 @@ def wait_serving(target: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def start_server() -> Iterator[Callable[..., ServerThread]]:
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServerThread]]:
+    """Start a service on port 0; each server records its state (segment moves, feedback) in its own
+    temporary directory unless state_dir is given."""
     started: list[ServerThread] = []
 
     def start(make_service: Callable[[ServiceSettings, str], Any], repo: Path, wait: bool = True,
               **overrides: Any) -> ServerThread:
+        overrides.setdefault("state_dir", tmp_path_factory.mktemp("state"))
         settings = ServiceSettings(models_dir=repo, **overrides)
         server = ServerThread(make_service, settings)
         started.append(server)
@@ -80,10 +83,12 @@ def recommendation_server(trained_repo: Path, start_server: Callable[..., Server
 
 
 @pytest.fixture(scope="session")
-def segmentation_server(trained_repo: Path, start_server: Callable[..., ServerThread]) -> ServerThread:
+def segmentation_server(trained_repo: Path, start_server: Callable[..., ServerThread],
+                        recommendation_server: ServerThread) -> ServerThread:
+    """Its 360-degree view asks the recommendation server started for the tests."""
     from services.segmentation.__main__ import make_service
 
-    return start_server(make_service, trained_repo)
+    return start_server(make_service, trained_repo, recommendation_target=recommendation_server.target)
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """The LightGBM classifier every binary model here uses, with early stopping on a validation split."""
 from __future__ import annotations
 
+from typing import Callable
+
 import lightgbm as lgb
 import numpy as np
 
@@ -17,6 +19,7 @@ def fit_classifier(
     num_leaves: int = 31,
     min_child_samples: int = 50,
     valid_fraction: float = 0.15,
+    callbacks: list[Callable[..., None]] | None = None,
 ) -> lgb.LGBMClassifier:
     """Fit with early stopping; the validation rows are whole groups (customers) drawn from the
     training window only, so the holdout window is never used for tuning."""
@@ -42,7 +45,7 @@ def fit_classifier(
         eval_X=(X[is_valid],),
         eval_y=(y[is_valid],),
         eval_metric="binary_logloss",
-        callbacks=[lgb.early_stopping(50, verbose=False)],
+        callbacks=[lgb.early_stopping(50, verbose=False), *(callbacks or [])],
     )
     return model
 

@@ -8,7 +8,7 @@ is a similarity, not a forecast), compared with cosine similarity to the seed's 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import lightgbm as lgb
 import numpy as np
@@ -33,7 +33,8 @@ class LookalikeModel:
         self.holdout_fraction = holdout_fraction
 
     def fit(self, feature_names: list[str], X: np.ndarray, seed_rows: np.ndarray,
-            exclude: tuple[str, ...] = ()) -> "LookalikeModel":
+            exclude: tuple[str, ...] = (), progress: Callable[[float], None] | None = None) -> "LookalikeModel":
+        """progress, if given, is called with the fraction of boosting rounds done (at most)."""
         self.features_ = [n for n in feature_names if n not in exclude]
         self.columns_ = np.array([feature_names.index(n) for n in self.features_])
         y = np.zeros(len(X), np.int32)
@@ -42,8 +43,15 @@ class LookalikeModel:
         holdout = rng.random(len(X)) < self.holdout_fraction
         Xm = X[:, self.columns_]
         rows = np.arange(len(X))
+        rounds = 300
+
+        def report(env: lgb.callback.CallbackEnv) -> None:
+            if progress is not None and env.iteration % 10 == 0:
+                progress(env.iteration / rounds)
+
         self.model_: lgb.LGBMClassifier = fit_classifier(Xm[~holdout], y[~holdout], rows[~holdout],
-                                                         seed=self.seed, threads=self.threads, n_estimators=300)
+                                                         seed=self.seed, threads=self.threads, n_estimators=rounds,
+                                                         callbacks=[report])
         self.holdout_rows_ = rows[holdout]
         self.y_ = y
         self.X_ = Xm

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -12,7 +12,7 @@ import pandas as pd
 from tenure.artifacts import Manifest
 from tenure.data import Shop
 from tenure.errors import DataError
-from tenure.features import PAIR_FEATURES, AffinityState, FeatureSpace, product_table
+from tenure.features import PAIR_FEATURES, AffinityState, FeatureSpace, TxArrays, product_table
 from tenure.settings import TrainSettings
 from tenure.store import Catalog, FeatureSnapshot
 from training.channel import train_channel
@@ -128,16 +128,9 @@ def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None) -> 
         results.append(channel)
 
     # Serving snapshot at the end of the data: the features every service reads.
-    codes, X = space.customer_features(arrays, end, shop.customers)
-    affinity = AffinityState.build(arrays, end, product_cat=products["cat_code"].to_numpy(np.int64),
-                                   price=products["price"].to_numpy(np.float64)).select_rows(codes)
-    catalog = Catalog(arrays.product_ids, products["name"].to_numpy(object), products["category"].to_numpy(object),
-                      products["price"].to_numpy(np.float64))
-    snapshot = FeatureSnapshot(cutoff=end, space=space, customer_ids=arrays.customer_ids[codes], X=X,
-                               catalog=catalog, affinity=affinity, anonymous=np.median(X, axis=0).astype(np.float32))
-    spath = snapshot.save(repo, Manifest(name="features", kind="feature-snapshot", data_fingerprint=fp,
-                                         training_window={"data_start": str(start.date()), "cutoff": str(end.date())}))
-    results.append({"name": "features", "path": str(spath), "metrics": {"customers": int(len(X)), "features": len(space.names)}})
+    snapshot, spath = write_snapshot(shop, repo, end, space, arrays, products, fp, start)
+    results.append({"name": "features", "path": str(spath), "metrics": {"customers": int(len(snapshot.X)),
+                                                                      "features": len(space.names)}})
 
     results.append(train_lookalike(repo, settings, snapshot=snapshot))
     results.append(train_clusters(repo, snapshot.feature_names, snapshot.X, seed=settings.seed,
@@ -147,13 +140,42 @@ def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None) -> 
     return results
 
 
+def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureSpace | None = None,
+                   arrays: TxArrays | None = None, products: pd.DataFrame | None = None, fp: str = "",
+                   start: pd.Timestamp | None = None) -> tuple[FeatureSnapshot, Path]:
+    """The features every service reads, at `cutoff`, as a new version of the "features" artifact.
+
+    Also on its own (`tenure snapshot`): a daily feature refresh for the same models; the services
+    re-score the base with it, and the segmentation service records who moved."""
+    space = space or FeatureSpace.fit(shop)
+    arrays = arrays if arrays is not None else space.encode(shop)
+    products = products if products is not None else product_table(shop, arrays, space)
+    start = start if start is not None else shop.transactions["ts"].min()
+    codes, X = space.customer_features(arrays, cutoff, shop.customers)
+    affinity = AffinityState.build(arrays, cutoff, product_cat=products["cat_code"].to_numpy(np.int64),
+                                   price=products["price"].to_numpy(np.float64)).select_rows(codes)
+    catalog = Catalog(arrays.product_ids, products["name"].to_numpy(object), products["category"].to_numpy(object),
+                      products["price"].to_numpy(np.float64))
+    snapshot = FeatureSnapshot(cutoff=cutoff, space=space, customer_ids=arrays.customer_ids[codes], X=X,
+                               catalog=catalog, affinity=affinity, anonymous=np.median(X, axis=0).astype(np.float32))
+    path = snapshot.save(repo, Manifest(name="features", kind="feature-snapshot", data_fingerprint=fp or fingerprint(shop),
+                                        training_window={"data_start": str(start.date()), "cutoff": str(cutoff.date())}))
+    return snapshot, path
+
+
 def train_lookalike(repo: Path, settings: TrainSettings, seed_ids: list[str] | None = None,
-                    name: str = "lookalike", snapshot: FeatureSnapshot | None = None) -> dict[str, Any]:
+                    name: str = "lookalike", snapshot: FeatureSnapshot | None = None,
+                    progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
     """Seed-vs-rest lookalike on the serving snapshot's features.
 
     seed_ids None: the top decile by spend, with the spend columns left out. Otherwise any list of
     known customer ids; unknown ids are an error that names how many and a few of them.
+    progress(fraction, what) is called as the work advances (for jobs that are watched).
     """
+    def step(fraction: float, what: str) -> None:
+        if progress is not None:
+            progress(fraction, what)
+
     snapshot = snapshot or FeatureSnapshot.load_latest(repo)
     names, X = snapshot.feature_names, snapshot.X
     t0 = time.perf_counter()
@@ -169,8 +191,12 @@ def train_lookalike(repo: Path, settings: TrainSettings, seed_ids: list[str] | N
         seed_rows, exclude, described = np.unique(rows), (), f"{len(set(seed_ids))} given customer ids"
         if not 0 < len(seed_rows) < len(X):
             raise DataError(f"lookalike seed: {len(seed_rows)} customers; need at least one and fewer than all")
-    look = LookalikeModel(seed=settings.seed, threads=settings.lgbm_threads).fit(names, X, seed_rows, exclude=exclude)
+    step(0.05, f"seed: {described}; training on {len(X):,} customers")
+    look = LookalikeModel(seed=settings.seed, threads=settings.lgbm_threads).fit(
+        names, X, seed_rows, exclude=exclude, progress=lambda f: step(0.05 + 0.8 * f, "training"))
+    step(0.85, "evaluating on the holdout customers")
     metrics = look.evaluate()
+    step(0.9, "exporting to ONNX")
     metrics["train_seconds"] = round(time.perf_counter() - t0, 1)
     seed_text = "\n".join(snapshot.customer_ids[seed_rows].tolist()) + "\n"
     path = export_binary(

@@ -10,6 +10,7 @@ from tenure.errors import (
     DeadlineExpired,
     InvalidInput,
     ModelUnavailable,
+    StaleCursor,
     TenureError,
     TooLarge,
     UnknownCustomer,
@@ -27,6 +28,7 @@ STATUS: dict[type[TenureError], grpc.StatusCode] = {
     DataError: grpc.StatusCode.INVALID_ARGUMENT,
     TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ModelUnavailable: grpc.StatusCode.UNAVAILABLE,
+    StaleCursor: grpc.StatusCode.FAILED_PRECONDITION,
     ArtifactError: grpc.StatusCode.UNAVAILABLE,
 }
 MAX_MESSAGE_CHARS = 1_000

@@ -1,11 +1,14 @@
 """Scoring logic without gRPC: look up or validate feature rows, run churn and lookalike."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from services.core.batching import Batcher
 from services.core.predictions import Predictor, bands, model_names
 from services.core.runtime import OnnxModel, column_index
 from tenure.errors import InvalidInput, ModelUnavailable, TenureError, UnknownCustomer
@@ -15,6 +18,8 @@ from tenure.store import FeatureSnapshot
 MODELS = model_names
 """Score needs features, churn and lookalike; Predict every model of services.core.predictions."""
 SCORES = frozenset({"churn", "lookalike"})
+BATCHED_MAX_ROWS = 64
+"""Requests up to this many rows (without failed rows) go through the models' batchers."""
 
 
 @dataclass
@@ -40,6 +45,13 @@ class Scorer:
         self.horizon_days = int(churn.manifest.params.get("horizon_days", 0))
         self.thresholds = (settings.churn_band_medium, settings.churn_band_high)
         self.max_rows = settings.max_batch_rows
+        # Per-request calls from concurrent callers coalesce into one run per model (bulk chunks
+        # run directly, several at once).
+        batcher = functools.partial(Batcher, max_batch_rows=settings.max_batch_rows_per_run,
+                                    max_queue_delay_us=settings.max_queue_delay_us,
+                                    max_queue_rows=settings.max_queue_rows)
+        self._churn_batcher = batcher(lambda x: [churn.predict(x)])
+        self._lookalike_batcher = batcher(lambda x: [lookalike.predict(x)])
 
     @classmethod
     def load(cls, repo: Path, settings: ServiceSettings) -> "Scorer":
@@ -74,11 +86,20 @@ class Scorer:
                                        f"all {self.n_features} features must be finite numbers")
         return errors
 
-    def score(self, X: np.ndarray, errors: dict[int, TenureError],
-              wanted: frozenset[str] = SCORES) -> RowScores:
-        """Score the rows that have no error yet (only the `wanted` scores); failed rows get NaN."""
+    def score(self, X: np.ndarray, errors: dict[int, TenureError], wanted: frozenset[str] = SCORES,
+              deadline: float | None = None, alive: Callable[[], bool] | None = None) -> RowScores:
+        """Score the rows that have no error yet (only the `wanted` scores); failed rows get NaN.
+        deadline (time.monotonic()) and alive apply to the batched per-request path."""
         n = len(X)
-        if not errors:  # the common case: every row scores
+        if not errors and n <= BATCHED_MAX_ROWS:  # a per-request call: every row scores
+            return RowScores(
+                self._churn_batcher.submit(X if self.identity_churn else np.ascontiguousarray(X[:, self.churn_cols]),
+                                           deadline, alive)[0]
+                if "churn" in wanted else np.zeros(0, np.float32),
+                self._lookalike_batcher.submit(np.ascontiguousarray(X[:, self.lookalike_cols]), deadline, alive)[0]
+                if "lookalike" in wanted else np.zeros(0, np.float32),
+                errors)
+        if not errors:
             return RowScores(
                 self.churn.predict(X if self.identity_churn else np.ascontiguousarray(X[:, self.churn_cols]))
                 if "churn" in wanted else np.zeros(0, np.float32),

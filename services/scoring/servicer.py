@@ -7,7 +7,7 @@ import grpc
 
 from services.core.convert import model_versions, predictions_message, row_error
 from services.core.runtime import Holder
-from services.core.server import grpc_errors
+from services.core.server import deadline_of, grpc_errors
 from services.core.streaming import StreamSlots, ordered_map
 from services.scoring import convert
 from services.scoring.engine import SCORES, Scorer
@@ -35,7 +35,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                                                               scorer.lookup)
         if inline_rows:
             errors.update(scorer.check_matrix(X[inline_rows], inline_rows))
-        scores = scorer.score(X, errors, SCORES)
+        scores = scorer.score(X, errors, SCORES, deadline_of(context), context.is_active)
         return convert.score_response(keys, scores.churn, scores.lookalike, scorer.bands(scores.churn),
                                       scores.errors, scorer.horizon_days, self._versions(scorer))
 

@@ -5,6 +5,8 @@ import functools
 
 from services.core.runtime import Holder
 from services.core.server import Service, build_service, run
+from services.core.streaming import StreamSlots
+from services.segmentation.changes import SegmentLog
 from services.segmentation.engine import MODELS, Segmenter
 from services.segmentation.servicer import SegmentationServicer
 from tenure.settings import ServiceSettings
@@ -14,8 +16,10 @@ SERVICE_NAME = segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService
 
 
 def make_service(settings: ServiceSettings, address: str) -> Service:
-    holder: Holder[Segmenter] = Holder(settings.models_dir, MODELS, functools.partial(Segmenter.load, settings=settings))
-    servicer = SegmentationServicer(holder)
+    log = SegmentLog(settings.state_dir / "segments.sqlite")
+    holder: Holder[Segmenter] = Holder(settings.models_dir, MODELS,
+                                       functools.partial(Segmenter.load, settings=settings, log=log))
+    servicer = SegmentationServicer(holder, settings, log, StreamSlots(settings.max_streams))
     return build_service(address, [(segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server, servicer, SERVICE_NAME, holder)], settings)
 
 

@@ -1,28 +1,44 @@
-"""Segmentation logic without gRPC: RFM, lifecycle, lookalike audiences over the snapshot."""
+"""Segmentation logic without gRPC: the re-scoring of the whole base and what is read from it.
+
+At load (a new snapshot or model version), every customer of the snapshot is scored by every
+model (services.core.predictions) and segmented: RFM scores and named segment, lifecycle stage,
+behavioural cluster, churn x purchase grid cell. Moves against the previous re-scoring are
+recorded (services.segmentation.changes). Audiences, profiles, lookalike audiences and the
+360-degree view read these arrays: a request is a mask and a sort away.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
+from services.core.predictions import PredictionTable, Predictor, bands, model_names
 from services.core.runtime import OnnxModel, column_index
-from tenure.artifacts import latest_valid
-from tenure.errors import InvalidInput, TenureError, UnknownCustomer
-from tenure.segments import (
-    DEFAULT_RFM_RULES,
-    RfmRule,
-    lifecycle_stage,
-    percentile_scores,
-    rfm_segment,
-)
+from services.segmentation.changes import CLUSTER, GRID, LIFECYCLE, RFM, Rescoring, SegmentLog
+from tenure.artifacts import latest_valid, versions
+from tenure.errors import InvalidInput, TenureError, UnknownCustomer, UnknownModel
+from tenure.profile import BaseStats
+from tenure.segments import DEFAULT_RFM_RULES, RfmRule, lifecycle_stage, percentile_scores, rfm_segment
 from tenure.settings import ServiceSettings
 from tenure.store import FeatureSnapshot
 
-MODELS = ("features", "lookalike")
 MAX_AUDIENCE = 1_000_000
 SCORE_BATCH = 50_000
+LOOKALIKE_PREFIX = "lookalike-"
+STAGE_NAMES = {1: "new", 2: "active", 3: "at_risk", 4: "lapsed", 5: "lost"}
+BAND_NAMES = {0: "unknown", 1: "low", 2: "medium", 3: "high"}
+
+
+def segmentation_models(repo: Path) -> tuple[str, ...]:
+    """Every model a Segmenter loads: the predictions, the clusters, and lookalikes trained by jobs."""
+    extra = tuple(sorted(p.name for p in Path(repo).iterdir() if p.name.startswith(LOOKALIKE_PREFIX)
+                         and versions(repo, p.name))) if Path(repo).is_dir() else ()
+    return model_names(repo) + ("clusters",) + extra
+
+
+MODELS = segmentation_models
 
 
 @dataclass
@@ -35,66 +51,152 @@ class SegmentRows:
     recency: np.ndarray
     orders: np.ndarray
     monetary: np.ndarray
+    cluster: np.ndarray
+    grid_churn: np.ndarray
+    grid_purchase: np.ndarray
     errors: dict[int, TenureError]
 
 
+@dataclass
+class Lookalike:
+    """A lookalike model and the whole base's scores, best first."""
+
+    model: OnnxModel
+    scores: np.ndarray
+    is_seed: np.ndarray
+    order: np.ndarray
+
+
+def _batched(predictor: Predictor, X: np.ndarray) -> PredictionTable:
+    parts = [predictor.predict(X[s:s + SCORE_BATCH]) for s in range(0, len(X), SCORE_BATCH)] or [predictor.predict(X)]
+    fields: dict[str, Any] = {}
+    for name in PredictionTable.__dataclass_fields__:
+        values = [getattr(p, name) for p in parts]
+        fields[name] = None if values[0] is None else np.concatenate(values)
+    return PredictionTable(**fields)
+
+
 class Segmenter:
-    def __init__(self, snapshot: FeatureSnapshot, lookalike: OnnxModel, seed_ids: set[str],
+    def __init__(self, predictor: Predictor, clusters: OnnxModel, lookalikes: dict[str, Lookalike],
+                 settings: ServiceSettings, log: SegmentLog | None = None,
                  rules: tuple[RfmRule, ...] = DEFAULT_RFM_RULES) -> None:
-        self.snapshot = snapshot
-        self.lookalike = lookalike
+        self.predictor = predictor
+        self.snapshot = snapshot = predictor.snapshot
+        self.settings = settings
+        self.clusters = clusters
+        self.lookalikes = lookalikes
         self.rules = rules
-        names = snapshot.feature_names
-        X = snapshot.X
+        names, X = snapshot.feature_names, snapshot.X
         col = {n: i for i, n in enumerate(names)}
-        self._recency, self._orders, self._spend = (X[:, col["recency_days"]], X[:, col["orders_total"]],
-                                                    X[:, col["spend_total"]])
-        self._tenure, self._gap = X[:, col["tenure_days"]], X[:, col["gap_mean_days"]]
-        gaps = self._gap[self._gap > 0]
+        self.recency, self.orders, self.spend = (X[:, col["recency_days"]], X[:, col["orders_total"]],
+                                                 X[:, col["spend_total"]])
+        tenure, gap = X[:, col["tenure_days"]], X[:, col["gap_mean_days"]]
+        gaps = gap[gap > 0]
         self.base_gap = float(np.median(gaps)) if len(gaps) else 30.0
-        # Scores of the whole base, computed once per loaded version: audiences are a sort away.
-        cols = column_index(names, lookalike.features, lookalike.name)
-        self.scores = np.concatenate([lookalike.predict(np.ascontiguousarray(X[s:s + SCORE_BATCH][:, cols]))
-                                      for s in range(0, len(X), SCORE_BATCH)]) if len(X) else np.zeros(0, np.float32)
-        self.is_seed = np.isin(snapshot.customer_ids.astype(str), np.array(sorted(seed_ids), dtype=str))
-        self.order = np.argsort(-self.scores, kind="stable")
+        # The re-scoring: every model over the whole base.
+        self.table = _batched(predictor, X)
+        self.r = percentile_scores(self.recency, self.recency, higher_is_better=False)
+        self.f = percentile_scores(self.orders, self.orders)
+        self.m = percentile_scores(self.spend, self.spend)
+        self.segment = rfm_segment(self.r, self.f, self.m, rules)
+        self.stage = lifecycle_stage(self.recency, tenure, gap, self.base_gap)
+        cols = column_index(names, clusters.features, clusters.name)
+        self.cluster = np.asarray(clusters.predict(np.ascontiguousarray(X[:, cols])), np.int64)
+        self.cluster_info: list[dict[str, Any]] = sorted(clusters.manifest.params.get("clusters", []),
+                                                        key=lambda c: int(c["id"]))
+        self.cluster_names = np.array([c["name"] for c in self.cluster_info], dtype=object)
+        self.grid_churn = bands(self.table.churn, settings.churn_band_medium, settings.churn_band_high)
+        self.grid_purchase = bands(self.table.purchase[:, 1], settings.purchase_band_medium,
+                                   settings.purchase_band_high)
+        self.base_stats = BaseStats.compute(X, names)
+        self.rescoring: Rescoring | None = None
+        if log is not None:
+            core = [(n, v) for n, v in predictor.versions()] + [(clusters.name, clusters.version)]
+            self.rescoring = log.record("|".join(f"{n}={v}" for n, v in core), snapshot.cutoff.isoformat(), core,
+                                        snapshot.customer_ids, self.families())
 
     @classmethod
-    def load(cls, repo: Path, settings: ServiceSettings) -> "Segmenter":
-        snapshot = FeatureSnapshot.load_latest(repo)
-        model = OnnxModel.load_latest(repo, "lookalike", settings.ort_threads)
-        vdir, _ = latest_valid(repo, "lookalike")
+    def load(cls, repo: Path, settings: ServiceSettings, log: SegmentLog | None = None) -> "Segmenter":
+        predictor = Predictor.load(repo, settings)
+        clusters = OnnxModel.load_latest(repo, "clusters", settings.ort_threads)
+        lookalikes = {name: cls._lookalike(repo, name, predictor.snapshot, settings)
+                      for name in ["lookalike", *[n for n in segmentation_models(repo) if n.startswith(LOOKALIKE_PREFIX)]]}
+        return cls(predictor, clusters, lookalikes, settings, log)
+
+    @staticmethod
+    def _lookalike(repo: Path, name: str, snapshot: FeatureSnapshot, settings: ServiceSettings) -> Lookalike:
+        model = OnnxModel.load_latest(repo, name, settings.ort_threads)
+        vdir, _ = latest_valid(repo, name)
         seed_file = vdir / "seed_ids.txt"
         seed = set(seed_file.read_text().split()) if seed_file.exists() else set()
-        return cls(snapshot, model, seed)
+        cols = column_index(snapshot.feature_names, model.features, model.name)
+        X = snapshot.X
+        scores = np.concatenate([model.predict(np.ascontiguousarray(X[s:s + SCORE_BATCH][:, cols]))
+                                 for s in range(0, len(X), SCORE_BATCH)]) if len(X) else np.zeros(0, np.float32)
+        is_seed = np.isin(snapshot.customer_ids.astype(str), np.array(sorted(seed), dtype=str))
+        return Lookalike(model, scores, is_seed, np.argsort(-scores, kind="stable"))
 
-    def segments(self, ids: list[str]) -> SegmentRows:
+    # -- segment names per family -------------------------------------------------------------------
+
+    def stage_names(self, stage: np.ndarray | None = None) -> np.ndarray:
+        lookup = np.array(["unknown", *(STAGE_NAMES[i] for i in range(1, 6))], dtype=object)
+        return lookup[self.stage if stage is None else stage]
+
+    def grid_names(self, churn: np.ndarray | None = None, purchase: np.ndarray | None = None) -> np.ndarray:
+        churn = self.grid_churn if churn is None else churn
+        purchase = self.grid_purchase if purchase is None else purchase
+        c = np.array([BAND_NAMES[int(b)] for b in range(4)], dtype=object)
+        return c[churn] + " churn / " + c[purchase] + " purchase"
+
+    def families(self) -> dict[int, np.ndarray]:
+        return {RFM: self.segment, LIFECYCLE: self.stage_names(), CLUSTER: self.cluster_names[self.cluster],
+                GRID: self.grid_names()}
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    def rows(self, ids: list[str]) -> tuple[np.ndarray, dict[int, TenureError]]:
         rows = self.snapshot.rows(ids)
         errors: dict[int, TenureError] = {
-            int(i): UnknownCustomer(f"customer {ids[i][:100]!r} is not in the feature store (snapshot {self.snapshot.version})")
+            int(i): UnknownCustomer(f"customer {ids[i][:100]!r} is not in the feature store "
+                                    f"(snapshot {self.snapshot.version})")
             for i in np.flatnonzero(rows < 0)
         }
-        safe = np.maximum(rows, 0)
-        rec, orders, spend = self._recency[safe], self._orders[safe], self._spend[safe]
-        r = percentile_scores(self._recency, rec, higher_is_better=False)
-        f = percentile_scores(self._orders, orders)
-        m = percentile_scores(self._spend, spend)
-        return SegmentRows(r, f, m, rfm_segment(r, f, m, self.rules),
-                           lifecycle_stage(rec, self._tenure[safe], self._gap[safe], self.base_gap),
-                           rec, orders, spend, errors)
+        return rows, errors
 
-    def audience(self, size: int, include_seed: bool, min_score: float) -> Iterator[tuple[str, float, int]]:
+    def segments(self, ids: list[str]) -> SegmentRows:
+        rows, errors = self.rows(ids)
+        s = np.maximum(rows, 0)
+        return SegmentRows(self.r[s], self.f[s], self.m[s], self.segment[s], self.stage[s], self.recency[s],
+                           self.orders[s], self.spend[s], self.cluster[s], self.grid_churn[s], self.grid_purchase[s],
+                           errors)
+
+    def lookalike(self, name: str) -> Lookalike:
+        name = name or "lookalike"
+        found = self.lookalikes.get(name) or self.lookalikes.get(LOOKALIKE_PREFIX + name)
+        if found is None:
+            raise UnknownModel(f"lookalike model {name[:64]!r} is not loaded; loaded: {', '.join(sorted(self.lookalikes))}")
+        return found
+
+    def audience(self, size: int, include_seed: bool, min_score: float,
+                 model: str = "") -> Iterator[tuple[str, float, int]]:
         """(customer id, score, rank) best first."""
         if not 1 <= size <= MAX_AUDIENCE:
             raise InvalidInput(f"size={size}; expected 1..{MAX_AUDIENCE}")
+        look = self.lookalike(model)
         rank = 0
         ids = self.snapshot.customer_ids
-        for row in self.order:
-            if self.scores[row] < min_score:
+        for row in look.order:
+            if look.scores[row] < min_score:
                 return
-            if not include_seed and self.is_seed[row]:
+            if not include_seed and look.is_seed[row]:
                 continue
             rank += 1
-            yield str(ids[row]), float(self.scores[row]), rank
+            yield str(ids[row]), float(look.scores[row]), rank
             if rank >= size:
                 return
+
+    def counts(self, values: np.ndarray) -> list[tuple[str, int, float]]:
+        names, counts = np.unique(values.astype(str), return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        n = max(len(values), 1)
+        return [(str(names[i]), int(counts[i]), float(counts[i] / n)) for i in order]

@@ -1,0 +1,138 @@
+"""Audiences: conditions over scores and segments -> members in a stable order, resumable by cursor.
+
+Fields are the re-scoring's arrays (one value per customer of the snapshot). All conditions must
+hold. Members are ordered by a numeric field, highest first, ties by customer id (or by customer
+id alone): the order is a pure function of the query and the re-scoring, so a cursor (the
+position after a member, with the query's fingerprint and the re-scoring id) resumes exactly where
+an interrupted export stopped, and a cursor from another query or another re-scoring is refused.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.segmentation.engine import Segmenter
+from tenure.errors import InvalidInput, StaleCursor
+from tenure.v1 import segmentation_pb2 as pb
+
+OPS = pb.ConditionOp
+NUMERIC_OPS = {OPS.CONDITION_OP_GE, OPS.CONDITION_OP_LE, OPS.CONDITION_OP_GT, OPS.CONDITION_OP_LT,
+               OPS.CONDITION_OP_IN, OPS.CONDITION_OP_TOP_PERCENT, OPS.CONDITION_OP_BOTTOM_PERCENT}
+
+
+def numeric_fields(seg: Segmenter) -> dict[str, np.ndarray]:
+    t = seg.table
+    fields = {name: seg.snapshot.X[:, j] for j, name in enumerate(seg.snapshot.feature_names)}
+    fields.update({
+        "churn": t.churn, "purchase_7d": t.purchase[:, 0], "purchase_30d": t.purchase[:, 1],
+        "purchase_90d": t.purchase[:, 2], "clv": t.clv_historic + t.clv_predicted, "clv_predicted": t.clv_predicted,
+        "clv_historic": t.clv_historic, "lookalike": t.lookalike, "next_purchase_days": t.next_purchase_days,
+        "days_to_churn": t.days_to_churn, "recency_days": seg.recency, "orders": seg.orders, "monetary": seg.spend,
+    })
+    return fields
+
+
+def segment_fields(seg: Segmenter) -> dict[str, np.ndarray]:
+    return {"rfm_segment": seg.segment.astype(str), "lifecycle": seg.stage_names().astype(str),
+            "cluster": seg.cluster_names[seg.cluster].astype(str), "grid": seg.grid_names().astype(str)}
+
+
+@dataclass
+class Selection:
+    rows: np.ndarray
+    """Members' snapshot rows in the audience's order."""
+    start: int
+    """Position to resume from (0-based)."""
+    fingerprint: str
+
+
+class Audiences:
+    """The fields of one re-scoring, indexed for audience queries."""
+
+    def __init__(self, seg: Segmenter) -> None:
+        self.seg = seg
+        self.numeric = numeric_fields(seg)
+        self.segments = segment_fields(seg)
+        self.rescoring_id = seg.rescoring.id if seg.rescoring else 0
+        self.ids = seg.snapshot.customer_ids.astype(str)
+        self._id_order = np.argsort(self.ids, kind="stable")
+
+    def mask(self, conditions: list[pb.Condition]) -> np.ndarray:
+        keep = np.ones(len(self.ids), bool)
+        for i, c in enumerate(conditions):
+            keep &= self._condition(i, c)
+        return keep
+
+    def _condition(self, i: int, c: pb.Condition) -> np.ndarray:
+        where = f"condition {i} ({c.field[:64]!r})"
+        if c.field in self.segments:
+            if c.op != OPS.CONDITION_OP_IN or not c.values:
+                raise InvalidInput(f"{where}: segment fields take op IN with values")
+            known = set(np.unique(self.segments[c.field]).tolist())
+            unknown = [v for v in c.values if v not in known]
+            if unknown:
+                raise InvalidInput(f"{where}: unknown value {unknown[0][:64]!r}; expected some of: "
+                                   f"{', '.join(sorted(known))[:600]}")
+            return np.isin(self.segments[c.field], list(c.values))
+        values = self.numeric.get(c.field)
+        if values is None:
+            raise InvalidInput(f"{where}: unknown field; expected a segment field ({', '.join(sorted(self.segments))}) "
+                               f"or a numeric one (churn, purchase_7d, purchase_30d, purchase_90d, clv, clv_predicted, "
+                               "lookalike, recency_days, orders, monetary, or a feature name)")
+        if c.op not in NUMERIC_OPS:
+            raise InvalidInput(f"{where}: op {c.op} is not a comparison; expected GE, LE, GT, LT, IN, "
+                               "TOP_PERCENT or BOTTOM_PERCENT")
+        v = c.value
+        if not np.isfinite(v):
+            raise InvalidInput(f"{where}: value {v} is not a finite number")
+        if c.op in (OPS.CONDITION_OP_TOP_PERCENT, OPS.CONDITION_OP_BOTTOM_PERCENT):
+            if not 0 < v <= 100:
+                raise InvalidInput(f"{where}: percent {v}; expected 0 < percent <= 100")
+            top = c.op == OPS.CONDITION_OP_TOP_PERCENT
+            cut = np.quantile(values, 1 - v / 100 if top else v / 100)
+            return values >= cut if top else values <= cut
+        return {OPS.CONDITION_OP_GE: values >= v, OPS.CONDITION_OP_LE: values <= v, OPS.CONDITION_OP_GT: values > v,
+                OPS.CONDITION_OP_LT: values < v, OPS.CONDITION_OP_IN: values == v}[c.op]
+
+    def fingerprint(self, query: pb.AudienceQuery) -> str:
+        spec = [[c.field, int(c.op), c.value, sorted(c.values)] for c in query.conditions]
+        return hashlib.sha256(json.dumps([spec, query.order_by]).encode()).hexdigest()[:16]
+
+    def select(self, query: pb.AudienceQuery) -> Selection:
+        keep = self.mask(list(query.conditions))
+        fp = self.fingerprint(query)
+        if query.order_by:
+            key = self.numeric.get(query.order_by)
+            if key is None:
+                raise InvalidInput(f"order_by {query.order_by[:64]!r} is not a numeric field")
+            # highest first; ties by customer id: lexsort's last key is the primary one
+            order = np.lexsort((self.ids, -key.astype(np.float64)))
+        else:
+            order = self._id_order
+        rows = order[keep[order]]
+        start = self.decode(query.cursor, fp) if query.cursor else 0
+        return Selection(rows, min(start, len(rows)), fp)
+
+    def cursor(self, fingerprint: str, position: int) -> str:
+        """Opaque cursor: resume after the member at 1-based `position`."""
+        raw = json.dumps({"r": self.rescoring_id, "q": fingerprint, "p": position}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    def decode(self, cursor: str, fingerprint: str) -> int:
+        try:
+            data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            rid, fp, position = int(data["r"]), str(data["q"]), int(data["p"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise InvalidInput(f"cursor {cursor[:64]!r} is not a cursor this service issued") from err
+        if fp != fingerprint:
+            raise InvalidInput("the cursor belongs to another query (other conditions or order)")
+        if rid != self.rescoring_id:
+            raise StaleCursor(f"the cursor is from re-scoring {rid}; the base was re-scored since (now "
+                              f"{self.rescoring_id}): export again from the start")
+        if position < 0:
+            raise InvalidInput("cursor position is negative")
+        return position
