@@ -58,6 +58,97 @@ def example_customers(models: Path) -> list[tuple[str, str]]:
             (str(ids[new]), "new customer")]
 
 
+def _money(v: float) -> str:
+    return f"{v:,.2f}"
+
+
+def show_customer(view: segmentation_pb2.Customer360, why: str) -> None:
+    p, g = view.predictions, view.segments
+    c = p.churn
+    print(f"\nCustomer {view.customer_id} ({why})")
+    print(f"  churn {c.probability:.2f} ({BANDS[c.band]} risk within {c.horizon_days} days; expected lost in "
+          f"~{c.expected_days_to_churn:.0f} days)")
+    for r in c.reasons:
+        print(f"    because: {r.text}")
+    print(f"  CLV {_money(p.clv.historic)} so far + {_money(p.clv.predicted)} predicted over {p.clv.horizon_days} days"
+          f" = {_money(p.clv.total)}")
+    u = p.purchase
+    print(f"  buys within 7/30/90 days: {u.probability_7d:.2f} / {u.probability_30d:.2f} / {u.probability_90d:.2f};"
+          f" next order ~{u.next_purchase_date} (every {u.avg_days_between_orders:.0f} days on average)")
+    if p.channels:
+        print("  channels: " + ", ".join(f"{ch.channel} {ch.probability:.2f}" for ch in p.channels))
+    print(f"  RFM {g.rfm.recency}-{g.rfm.frequency}-{g.rfm.monetary} '{g.rfm_segment}', lifecycle "
+          f"{STAGES[g.lifecycle_stage]}, cluster '{g.cluster.name}', grid '{g.grid.name}'; {g.orders} orders, "
+          f"last {g.recency_days:.0f} days ago; lookalike {p.lookalike_score:.2f}")
+    if view.recommendations_error:
+        print(f"  recommendations unavailable: {view.recommendations_error}")
+    for item in view.recommendations:
+        print(f"    {item.rank}. {item.product.name} [{item.product.category}] p={item.score:.3f} "
+              f"({SOURCES[item.source]})")
+
+
+def show_segments(seg_stub: segmentation_pb2_grpc.SegmentationServiceStub) -> None:
+    cat = seg_stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10)
+    print(f"\n=== Segments of {cat.customers:,} customers (re-scoring {cat.rescoring.id}, snapshot "
+          f"{cat.rescoring.snapshot_cutoff[:10]}) ===")
+    print("RFM: " + ", ".join(f"{c.segment} {c.share:.0%}" for c in cat.rfm_segments))
+    print("lifecycle: " + ", ".join(f"{c.segment} {c.share:.0%}" for c in cat.lifecycle_stages))
+    sizes = {c.segment: c.share for c in cat.cluster_counts}
+    for cl in cat.clusters:
+        print(f"cluster {cl.id} '{cl.name}' ({sizes.get(cl.name, 0):.0%}): {cl.description}")
+    print("churn x purchase grid: " + ", ".join(f"{c.segment} {c.share:.0%}" for c in cat.grid_cells[:6]) + ", ...")
+
+
+def show_audience(seg_stub: segmentation_pb2_grpc.SegmentationServiceStub) -> list[str]:
+    op = segmentation_pb2
+    conditions = [op.Condition(field="churn", op=op.CONDITION_OP_GE, value=0.6),
+                  op.Condition(field="clv", op=op.CONDITION_OP_TOP_PERCENT, value=25),
+                  op.Condition(field="rfm_segment", op=op.CONDITION_OP_IN, values=["At Risk", "Can't Lose Them"])]
+    query = op.AudienceQuery(conditions=conditions, order_by="clv_predicted", limit=3)
+    print("\n=== Audience: churn >= 0.6 AND clv in the top 25% AND segment in {At Risk, Can't Lose Them},"
+          " by predicted CLV ===")
+    items = list(seg_stub.ExportAudience(query, timeout=30))
+    header, page = items[0].header, [i.member for i in items[1:]]
+    print(f"{header.count:,} of {header.base:,} customers; first page:")
+    for m in page:
+        print(f"  {m.position}. {m.customer_id} churn {m.churn:.2f}, predicted CLV {_money(m.clv_predicted)}, "
+              f"{m.rfm_segment}, {m.lifecycle}")
+    if page:
+        query.cursor, query.limit = page[-1].cursor, 2
+        rest = [i.member for i in seg_stub.ExportAudience(query, timeout=30)][1:]
+        print("  resumed from the cursor: " + ", ".join(f"{m.position}. {m.customer_id}" for m in rest))
+    report = seg_stub.ProfileGroup(op.ProfileRequest(audience=op.AudienceQuery(conditions=conditions), top=5),
+                                   timeout=30)
+    print(f"profile of the audience ({report.group_size:,} customers) against the base, most distinctive first:")
+    for f in report.features:
+        index = f"index {f.index:.0f}" if f.HasField("index") else "index -"
+        print(f"  {f.feature}: {f.group_value:,.2f} vs {f.base_value:,.2f} ({index})")
+    everyone = [i.member.customer_id for i in seg_stub.ExportAudience(op.AudienceQuery(conditions=conditions),
+                                                                      timeout=30)][1:]
+    return [m for m in everyone if m]
+
+
+def show_lookalike_job(seg_stub: segmentation_pb2_grpc.SegmentationServiceStub, seed: list[str]) -> None:
+    if len(seed) < 20:
+        print(f"\n(lookalike job skipped: the audience has {len(seed)} members, a seed needs 20)")
+        return
+    print(f"\n=== Lookalike job: customers like these {len(seed)} ===")
+    job = seg_stub.StartLookalikeJob(segmentation_pb2.LookalikeJobRequest(name="demo", seed_customer_ids=seed),
+                                     timeout=30)
+    last = job
+    for update in seg_stub.WatchJob(segmentation_pb2.WatchJobRequest(job_id=job.job_id), timeout=300):
+        if update.progress - last.progress >= 0.25 or update.state != last.state:
+            print(f"  {update.progress:4.0%} {update.message}")
+        last = update
+    if last.state != segmentation_pb2.JOB_STATE_SUCCEEDED:
+        print(f"  job failed: {last.message}")
+        return
+    print(f"  holdout AUC {last.metrics['auc']:.3f} (centroid baseline {last.metrics['baseline_centroid_cosine_auc']:.3f})")
+    members = list(seg_stub.StreamLookalikeAudience(segmentation_pb2.LookalikeAudienceRequest(size=5, model="demo"),
+                                                    timeout=30))
+    print("  top 5 lookalikes: " + ", ".join(f"{m.customer_id} {m.score:.2f}" for m in members))
+
+
 def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path) -> None:
     examples = example_customers(models)
     with grpc.insecure_channel(scoring) as sc, grpc.insecure_channel(recommendation) as rc, \
@@ -69,21 +160,15 @@ def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path)
         ids = [cid for cid, _ in examples]
         scores = score_stub.Score(scoring_pb2.ScoreRequest(
             customers=[common_pb2.CustomerRef(customer_id=c) for c in ids]), timeout=10)
-        segments = seg_stub.GetSegments(segmentation_pb2.GetSegmentsRequest(customer_ids=ids), timeout=10)
         print("\n=== Tenure demo: answers from the running services ===")
-        print("models: " + ", ".join(f"{m.name}@{m.version}" for m in scores.models))
-        for (cid, why), sres, gres in zip(examples, scores.results, segments.results):
-            s, g = sres.scores, gres.segments
-            print(f"\nCustomer {cid} ({why})")
-            print(f"  churn {s.churn_probability:.2f} ({BANDS[s.churn_band]} risk, next {s.churn_horizon_days} days)"
-                  f"   lookalike {s.lookalike_score:.2f}")
-            print(f"  RFM {g.rfm.recency}-{g.rfm.frequency}-{g.rfm.monetary} '{g.rfm_segment}', lifecycle "
-                  f"{STAGES[g.lifecycle_stage]}; {g.orders} orders, {g.monetary:,.2f} spent, last {g.recency_days:.0f} days ago")
-            recs = rec_stub.Recommend(recommendation_pb2.RecommendRequest(customer_id=cid, k=5), timeout=10)
-            print(f"  top-5 of {recs.candidates_scored} candidates:")
-            for item in recs.items:
-                print(f"    {item.rank}. {item.product.name} [{item.product.category}] "
-                      f"p={item.score:.3f} ({SOURCES[item.source]})")
+        print("Score (the fast path): " + ", ".join(
+            f"{r.customer_id} churn {r.scores.churn_probability:.2f}" for r in scores.results))
+        for cid, why in examples:
+            show_customer(seg_stub.GetCustomer360(segmentation_pb2.Customer360Request(customer_id=cid,
+                                                                                      recommendations=5),
+                                                  timeout=30), why)
+        view = seg_stub.GetCustomer360(segmentation_pb2.Customer360Request(customer_id=ids[0]), timeout=30)
+        print("models: " + ", ".join(f"{m.name}@{m.version}" for m in view.models))
 
         first = rec_stub.Recommend(recommendation_pb2.RecommendRequest(customer_id=ids[0], k=2), timeout=10)
         basket = [recommendation_pb2.BasketItem(product_id=i.product.product_id, quantity=1) for i in first.items]
@@ -94,7 +179,40 @@ def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path)
             print(f"    {item.rank}. {item.product.name} [{item.product.category}] p={item.score:.3f} "
                   f"({SOURCES[item.source]})")
 
-        audience = list(seg_stub.StreamLookalikeAudience(segmentation_pb2.LookalikeAudienceRequest(size=5), timeout=10))
-        print("\nLookalike audience (top 5 beyond the seed): " +
-              ", ".join(f"{m.customer_id} {m.score:.2f}" for m in audience))
+        show_segments(seg_stub)
+        seed = show_audience(seg_stub)
+        show_lookalike_job(seg_stub, seed[:200])
+        print()
+
+
+def show_changes(segmentation: str, timeout_s: float = 120.0) -> None:
+    """Waits for the segmentation service to re-score the refreshed features, then shows who moved."""
+    with grpc.insecure_channel(segmentation) as gc:
+        stub = segmentation_pb2_grpc.SegmentationServiceStub(gc)
+        before = stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10).rescoring
+        last = max((m.sequence for m in stub.StreamSegmentChanges(segmentation_pb2.SegmentChangesRequest(),
+                                                                   timeout=60)), default=0)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            now = stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10).rescoring
+            if now.id != before.id:
+                break
+            time.sleep(0.5)
+        else:
+            print(f"(no re-scoring within {timeout_s:.0f}s)")
+            return
+        moves = list(stub.StreamSegmentChanges(segmentation_pb2.SegmentChangesRequest(after_sequence=last),
+                                               timeout=60))
+        print(f"\n=== Re-scoring {now.id} (snapshot {now.snapshot_cutoff[:10]}): {len(moves):,} segment moves ===")
+        families = {v.number: v.name.removeprefix("SEGMENT_FAMILY_").lower()
+                    for v in segmentation_pb2.SegmentFamily.DESCRIPTOR.values}
+        counts: dict[tuple[int, str, str], int] = {}
+        for m in moves:
+            key = (m.family, m.from_segment, m.to_segment)
+            counts[key] = counts.get(key, 0) + 1
+        for (family, a, b), n in sorted(counts.items(), key=lambda kv: -kv[1])[:8]:
+            print(f"  {families[family]}: {a} -> {b}: {n:,} customers")
+        if moves:
+            m = moves[0]
+            print(f"  e.g. {m.customer_id}: {families[m.family]} {m.from_segment} -> {m.to_segment} (move #{m.sequence})")
         print()

@@ -47,6 +47,18 @@ def _train(args: argparse.Namespace) -> None:
     print()
 
 
+def _snapshot(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from tenure.data import read_shop
+    from training.pipeline import data_end, write_snapshot
+
+    shop = read_shop(args.shop)
+    cutoff = pd.Timestamp(args.at) if args.at else data_end(shop) + pd.Timedelta(days=args.days_after)
+    snapshot, path = write_snapshot(shop, Path(args.models), cutoff)
+    print(f"feature snapshot of {len(snapshot.customer_ids):,} customers at {cutoff.date()} -> {path}")
+
+
 def _lookalike(args: argparse.Namespace) -> None:
     from tenure.settings import TrainSettings
     from training.pipeline import metrics_table, train_lookalike
@@ -134,18 +146,26 @@ def _run(args: argparse.Namespace) -> None:
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs = {}
+    env = {**os.environ, "TENURE_STATE_DIR": str(data / "state"),
+           "TENURE_RECOMMENDATION_TARGET": f"127.0.0.1:{ports['recommendation']}"}
     for name, port in ports.items():
+        # The segmentation service watches the repository: the demo refreshes the features later on.
+        extra = {"TENURE_RELOAD_INTERVAL_S": "1"} if name == "segmentation" else {}
         with open(logs / f"{name}.log", "ab") as out:
             procs[name] = subprocess.Popen([*exe, "serve", name, "--port", str(port), "--models", str(models)],
-                                           stdout=out, stderr=subprocess.STDOUT)
+                                           stdout=out, stderr=subprocess.STDOUT, env={**env, **extra})
     try:
-        from services.demo import run_demo, wait_serving
+        from services.demo import run_demo, show_changes, wait_serving
 
         for name, port in ports.items():
             wait_serving(f"127.0.0.1:{port}", timeout_s=120, proc=procs[name])
             print(f"[run] {name} SERVING on 127.0.0.1:{port} (log: {logs / (name + '.log')})")
         scoring, recommendation, segmentation = (f"127.0.0.1:{ports[n]}" for n in SERVICES)
         run_demo(scoring, recommendation, segmentation, models)
+        print("[run] a month later: new features for the same customers (tenure snapshot --days-after 30)")
+        subprocess.run([*exe, "snapshot", "--shop", str(data / "shop"), "--models", str(models),
+                        "--days-after", "30"], check=True)
+        show_changes(segmentation)
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -177,6 +197,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", default="models")
     p.add_argument("--horizon-days", type=int, default=90, help="churn horizon")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("snapshot", help="refresh the serving features (same models) at a cutoff; services re-score")
+    p.add_argument("--shop", default="data/shop")
+    p.add_argument("--models", default="models")
+    p.add_argument("--at", help="cutoff date (default: the day after the last transaction + --days-after)")
+    p.add_argument("--days-after", type=int, default=0)
+    p.set_defaults(func=_snapshot)
 
     p = sub.add_parser("lookalike", help="train a lookalike model for a seed audience (ids, one per line)")
     p.add_argument("--seed-file", help="customer ids, whitespace-separated; default: top 10%% by spend")
