@@ -87,6 +87,29 @@ def show_customer(view: segmentation_pb2.Customer360, why: str) -> None:
               f"({SOURCES[item.source]})")
 
 
+def show_feedback(rec_stub: recommendation_pb2_grpc.RecommendationServiceStub, cid: str) -> None:
+    """The customer is shown 5 recommendations, clicks the second and buys it: recorded, reported,
+    and the next Recommend leaves out what was shown but not clicked."""
+    shown = rec_stub.Recommend(recommendation_pb2.RecommendRequest(customer_id=cid, k=5), timeout=10)
+    events = [recommendation_pb2.FeedbackEvent(customer_id=cid, product_id=i.product.product_id,
+                                               kind=recommendation_pb2.FEEDBACK_KIND_IMPRESSION, position=i.rank,
+                                               request_id=shown.request_id) for i in shown.items]
+    if len(shown.items) > 1:
+        clicked = shown.items[1]
+        events += [recommendation_pb2.FeedbackEvent(customer_id=cid, product_id=clicked.product.product_id, kind=kind,
+                                                    position=clicked.rank, request_id=shown.request_id)
+                   for kind in (recommendation_pb2.FEEDBACK_KIND_CLICK, recommendation_pb2.FEEDBACK_KIND_PURCHASE)]
+    ack = rec_stub.RecordFeedback(recommendation_pb2.RecordFeedbackRequest(events=events), timeout=10)
+    report = rec_stub.GetFeedbackReport(recommendation_pb2.FeedbackReportRequest(), timeout=10)
+    print(f"\n=== Feedback: {ack.recorded} events recorded for {cid}; click-through by position (all recorded) ===")
+    for p in report.positions:
+        print(f"  position {p.position}: {p.impressions} shown, CTR {p.click_through_rate:.0%}, "
+              f"conversion {p.conversion_rate:.0%}")
+    again = rec_stub.Recommend(recommendation_pb2.RecommendRequest(customer_id=cid, k=5), timeout=10)
+    print(f"  next Recommend leaves out {again.excluded_recently_shown} shown-but-not-clicked products: "
+          + ", ".join(i.product.name for i in again.items))
+
+
 def show_segments(seg_stub: segmentation_pb2_grpc.SegmentationServiceStub) -> None:
     cat = seg_stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10)
     print(f"\n=== Segments of {cat.customers:,} customers (re-scoring {cat.rescoring.id}, snapshot "
@@ -179,6 +202,7 @@ def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path)
             print(f"    {item.rank}. {item.product.name} [{item.product.category}] p={item.score:.3f} "
                   f"({SOURCES[item.source]})")
 
+        show_feedback(rec_stub, ids[0])
         show_segments(seg_stub)
         seed = show_audience(seg_stub)
         show_lookalike_job(seg_stub, seed[:200])

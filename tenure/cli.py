@@ -27,10 +27,11 @@ def _synth(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from tenure.data import CANONICAL, ColumnMapping, load_cdnow, load_shop, read_shop
     from tenure.settings import TrainSettings
-    from training.pipeline import metrics_table, train_all, train_cdnow
+    from training.pipeline import metrics_table, read_feedback, train_all, train_cdnow
 
     settings = TrainSettings(churn_horizon_days=args.horizon_days)
     models = Path(args.models)
+    feedback = read_feedback(Path(args.state)) if args.state else None
     if args.dataset == "cdnow":
         shop = load_cdnow(cache_dir=Path(args.data))
         results = train_cdnow(shop, models, settings)
@@ -38,13 +39,39 @@ def _train(args: argparse.Namespace) -> None:
         mapping = ColumnMapping.from_json(args.mapping) if args.mapping else CANONICAL
         shop, report = load_shop(args.transactions, mapping=mapping, customers_path=args.customers_file)
         print(report.summary())
-        results = train_all(shop, models, settings)
+        results = train_all(shop, models, settings, feedback=feedback)
     else:
         shop = read_shop(args.shop)
-        results = train_all(shop, models, settings)
+        results = train_all(shop, models, settings, feedback=feedback)
     print(f"\nHoldout metrics ({shop.name}; time split, never tuned on the holdout window):\n")
     print(metrics_table(results, shop.name))
     print()
+    if feedback is not None and len(feedback) and args.dataset != "cdnow":
+        from tenure.feedback import position_report
+
+        print(f"Recommendation feedback used ({len(feedback):,} events from {args.state}):\n")
+        print(position_report(feedback).to_text())
+        print()
+
+
+def _unix_seconds(text: str | None) -> float | None:
+    """An ISO date/time (UTC unless it says otherwise) as Unix seconds; None stays None."""
+    import pandas as pd
+
+    if not text:
+        return None
+    ts = pd.Timestamp(text)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts).timestamp()
+
+
+def _feedback_report(args: argparse.Namespace) -> None:
+    from tenure.feedback import FeedbackStore
+
+    path = Path(args.state) / "feedback.sqlite"
+    if not path.exists():
+        raise SystemExit(f"no feedback recorded under {args.state} ({path} does not exist)")
+    report = FeedbackStore(path, index_days=0).report(_unix_seconds(args.since), _unix_seconds(args.until))
+    print(report.to_text())
 
 
 def _snapshot(args: argparse.Namespace) -> None:
@@ -136,7 +163,9 @@ def _run(args: argparse.Namespace) -> None:
     exe = [sys.executable, "-m", "tenure.cli"]
     if not (data / "shop" / "transactions.parquet").exists():
         subprocess.run([*exe, "synth", "--out", str(data / "shop")], check=True)
-    subprocess.run([*exe, "train", "--shop", str(data / "shop"), "--models", str(models)], check=True)
+    # Feedback the services recorded in an earlier run (the demo records some) joins the training set.
+    state = ["--state", str(data / "state")] if (data / "state" / "feedback.sqlite").exists() else []
+    subprocess.run([*exe, "train", "--shop", str(data / "shop"), "--models", str(models), *state], check=True)
     subprocess.run([*exe, "train", "--dataset", "cdnow", "--data", str(data), "--models", str(models)], check=True)
     print(f"[run] trained in {time.perf_counter() - t0:.0f}s; starting the services")
 
@@ -196,7 +225,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default="data", help="cache directory (CDNOW)")
     p.add_argument("--models", default="models")
     p.add_argument("--horizon-days", type=int, default=90, help="churn horizon")
+    p.add_argument("--state", help="the recommendation service's state directory: its recorded feedback "
+                   "(feedback.sqlite) joins the propensity training set")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("feedback-report", help="click-through and conversion by position, from recorded feedback")
+    p.add_argument("--state", default="state", help="the recommendation service's state directory")
+    p.add_argument("--since", help="only events at or after this date/time (ISO 8601; UTC unless it says)")
+    p.add_argument("--until", help="only events before this date/time (ISO 8601; UTC unless it says)")
+    p.set_defaults(func=_feedback_report)
 
     p = sub.add_parser("snapshot", help="refresh the serving features (same models) at a cutoff; services re-score")
     p.add_argument("--shop", default="data/shop")

@@ -89,8 +89,23 @@ def train_cdnow(shop: Shop, repo: Path, settings: TrainSettings) -> list[dict[st
                       threads=settings.lgbm_threads, name="clv-cdnow", data_fingerprint=fingerprint(shop))]
 
 
-def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None) -> list[dict[str, Any]]:
-    """Churn, propensity and lookalike models plus the feature snapshot, all into `repo`."""
+def read_feedback(state_dir: Path) -> pd.DataFrame | None:
+    """The recommendation feedback recorded under a service's state directory (None: nothing there)."""
+    from tenure.feedback import FeedbackStore
+
+    path = Path(state_dir) / "feedback.sqlite"
+    if not path.exists():
+        log.warning("no recommendation feedback under %s (%s does not exist)", state_dir, path.name)
+        return None
+    return FeedbackStore(path, index_days=0).read_events()
+
+
+def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None,
+              feedback: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """Churn, propensity and lookalike models plus the feature snapshot, all into `repo`.
+
+    feedback: recorded recommendation feedback (`read_feedback`); its observed outcomes become
+    extra rows of the propensity training set (never of its holdout; see training.propensity)."""
     settings = settings or TrainSettings()
     repo = Path(repo)
     t0 = time.perf_counter()
@@ -111,7 +126,7 @@ def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None) -> 
     t1 = time.perf_counter()
     prop = PropensityModel(settings.propensity_horizon_days, settings.n_candidates_train, settings.n_candidates_eval,
                            settings.propensity_train_customers, seed=settings.seed,
-                           threads=settings.lgbm_threads).fit(shop, space, arrays, products, end)
+                           threads=settings.lgbm_threads).fit(shop, space, arrays, products, end, feedback=feedback)
     pm = prop.evaluate(shop, space, arrays, products)
     pm["train_rows"] = prop.train_rows_
     pm["train_seconds"] = round(time.perf_counter() - t1, 1)
@@ -227,6 +242,8 @@ def metrics_table(results: list[dict[str, Any]], dataset: str) -> str:
                 for base in ("popularity", "repeat"):
                     rows.append(f"| {dataset} | recommendations | {metric} | {m[metric]:.3f} | {base} | {m[f'baseline_{base}_{metric}']:.3f} |")
             rows.append(f"| {dataset} | recommendations | candidate_recall | {m['candidate_recall']:.3f} | | |")
+            if m.get("feedback_rows"):
+                rows.append(f"| {dataset} | recommendations | feedback rows in training | {m['feedback_rows']:,} | | |")
         elif name == "lookalike":
             for metric in ("auc", "lift_at_10pct"):
                 rows.append(f"| {dataset} | lookalike | {metric} | {m[metric]:.3f} | centroid cosine | {m[f'baseline_centroid_cosine_{metric}']:.3f} |")

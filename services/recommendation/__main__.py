@@ -7,6 +7,7 @@ from services.core.runtime import Holder
 from services.core.server import Service, build_service, run
 from services.recommendation.engine import MODELS, Recommender
 from services.recommendation.servicer import RecommendationServicer
+from tenure.feedback import FeedbackStore
 from tenure.settings import ServiceSettings
 from tenure.v1 import recommendation_pb2, recommendation_pb2_grpc
 
@@ -14,8 +15,10 @@ SERVICE_NAME = recommendation_pb2.DESCRIPTOR.services_by_name["RecommendationSer
 
 
 def make_service(settings: ServiceSettings, address: str) -> Service:
+    # The feedback store outlives the Recommender, which the holder rebuilds when the models change.
+    feedback = FeedbackStore(settings.state_dir / "feedback.sqlite", index_days=settings.feedback_exclude_days)
     holder: Holder[Recommender] = Holder(settings.models_dir, MODELS, functools.partial(Recommender.load, settings=settings))
-    servicer = RecommendationServicer(holder)
+    servicer = RecommendationServicer(holder, feedback, settings.feedback_exclude_days)
     return build_service(address, [(recommendation_pb2_grpc.add_RecommendationServiceServicer_to_server, servicer, SERVICE_NAME, holder)], settings)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -24,6 +25,8 @@ class Ranked:
     scores: np.ndarray
     sources: np.ndarray
     candidates_scored: int
+    excluded_recently_shown: int = 0
+    """Products left out because the customer was shown them recently without a click."""
 
 
 class Recommender:
@@ -68,6 +71,17 @@ class Recommender:
         mask[idx] = True
         return mask
 
+    def _exclude_recent(self, mask: np.ndarray, product_ids: Iterable[str]) -> int:
+        """Add products shown recently to the exclusion mask; how many it newly left out (ids not in
+        the catalogue, or already excluded by the request or its category, do not count)."""
+        index = self.catalog.index
+        idx = np.fromiter((index[p] for p in product_ids if p in index), dtype=np.intp)
+        if not len(idx):
+            return 0
+        new = int(np.count_nonzero(~mask[idx]))
+        mask[idx] = True
+        return new
+
     def _rank(self, row_features: np.ndarray, hist: np.ndarray, last: np.ndarray, exclude: np.ndarray,
               k: int, boost: np.ndarray | None = None) -> Ranked:
         cust = customer_columns(self.snapshot.feature_names, row_features[None, :], self.snapshot.space.categories)
@@ -80,12 +94,20 @@ class Recommender:
         order = np.argsort(-scores, kind="stable")[:k]
         return Ranked(cand[valid][order], scores[order], source[valid][order], int(valid.sum()))
 
-    def recommend(self, customer_id: str, k: int, exclude_ids: list[str], category: str) -> Ranked:
+    def recommend(self, customer_id: str, k: int, exclude_ids: list[str], category: str,
+                  recently_shown: Iterable[str] = ()) -> Ranked:
+        """Top k for a known customer. recently_shown: products shown to the customer lately without
+        a click or purchase (tenure.feedback.FeedbackStore.recently_shown); they are left out
+        through the same mask as exclude_ids and counted in Ranked.excluded_recently_shown."""
         k = self._k(k, 10)
         exclude = self._exclusions(exclude_ids, category)
         row = self._customer_row(customer_id)
+        n_recent = self._exclude_recent(exclude, recently_shown)
         aff = self.snapshot.affinity
-        return self._rank(self.snapshot.X[row], aff.hist[row].toarray()[0], aff.hist_last[row].toarray()[0], exclude, k)
+        ranked = self._rank(self.snapshot.X[row], aff.hist[row].toarray()[0], aff.hist_last[row].toarray()[0],
+                            exclude, k)
+        ranked.excluded_recently_shown = n_recent
+        return ranked
 
     def recommend_for_basket(self, items: list[tuple[str, int]], customer_id: str, k: int,
                              exclude_ids: list[str]) -> Ranked:

@@ -1,5 +1,9 @@
-"""RecommendationService: convert, rank, convert."""
+"""RecommendationService: convert, rank, convert; feedback in and the click-through report out."""
 from __future__ import annotations
+
+import math
+import time
+import uuid
 
 import grpc
 
@@ -7,20 +11,30 @@ from services.core.runtime import Holder
 from services.core.server import grpc_errors
 from services.recommendation import convert
 from services.recommendation.engine import Recommender
+from tenure.errors import InvalidInput, TenureError, TooLarge
+from tenure.feedback import MAX_EVENTS_PER_CALL, FeedbackEvent, FeedbackStore, check_event
 from tenure.v1 import recommendation_pb2, recommendation_pb2_grpc
 
 
 class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServicer):
-    def __init__(self, holder: Holder[Recommender]) -> None:
+    """feedback: outlives the Recommender (which the holder swaps when models change);
+    exclude_days: Recommend leaves out products shown this recently without a click (0: never)."""
+
+    def __init__(self, holder: Holder[Recommender], feedback: FeedbackStore, exclude_days: float = 7.0) -> None:
         self.holder = holder
+        self.feedback = feedback
+        self.exclude_days = exclude_days
 
     @grpc_errors
     def Recommend(self, request: recommendation_pb2.RecommendRequest,
                   context: grpc.ServicerContext) -> recommendation_pb2.RecommendResponse:
         rec = self.holder.get()
-        ranked = rec.recommend(request.customer_id, request.k,
-                                         list(request.exclude_product_ids), request.category)
-        return convert.response(ranked, rec.catalog, (rec.model.name, rec.model.version))
+        recent: list[str] = []
+        if not request.include_recently_shown and self.exclude_days > 0:
+            recent = self.feedback.recently_shown(request.customer_id, time.time(), self.exclude_days)
+        ranked = rec.recommend(request.customer_id, request.k, list(request.exclude_product_ids), request.category,
+                               recent)
+        return convert.response(ranked, rec.catalog, (rec.model.name, rec.model.version), uuid.uuid4().hex)
 
     @grpc_errors
     def RecommendForBasket(self, request: recommendation_pb2.RecommendForBasketRequest,
@@ -28,4 +42,34 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
         rec = self.holder.get()
         ranked = rec.recommend_for_basket(convert.basket_items(request),
                                          request.customer_id, request.k, list(request.exclude_product_ids))
-        return convert.response(ranked, rec.catalog, (rec.model.name, rec.model.version))
+        return convert.response(ranked, rec.catalog, (rec.model.name, rec.model.version), uuid.uuid4().hex)
+
+    @grpc_errors
+    def RecordFeedback(self, request: recommendation_pb2.RecordFeedbackRequest,
+                       context: grpc.ServicerContext) -> recommendation_pb2.RecordFeedbackResponse:
+        n = len(request.events)
+        if n > MAX_EVENTS_PER_CALL:
+            raise TooLarge(f"{n:,} feedback events in one call; at most {MAX_EVENTS_PER_CALL:,}")
+        products = self.holder.get().catalog.index  # the catalogue of the loaded snapshot
+        now = time.time()
+        good: list[FeedbackEvent] = []
+        failures: dict[int, TenureError] = {}
+        for i, event in enumerate(request.events):
+            try:
+                good.append(check_event(convert.feedback_event(event), now, products))
+            except TenureError as err:
+                failures[i] = err
+        recorded = self.feedback.record(good, now)
+        return convert.record_response(recorded, failures)
+
+    @grpc_errors
+    def GetFeedbackReport(self, request: recommendation_pb2.FeedbackReportRequest,
+                          context: grpc.ServicerContext) -> recommendation_pb2.FeedbackReport:
+        for name, value in (("since", request.since), ("until", request.until)):
+            if not math.isfinite(value) or value < 0:
+                raise InvalidInput(f"{name}={value}; expected Unix seconds >= 0 (0: unbounded)")
+        since = request.since or None
+        until = request.until or None  # "up to now": nothing recorded lies beyond now + clock skew
+        if since is not None and until is not None and until <= since:
+            raise InvalidInput(f"until={until} is not after since={since}")
+        return convert.feedback_report(self.feedback.report(since, until))

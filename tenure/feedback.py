@@ -1,0 +1,380 @@
+"""Recommendation feedback: impressions, clicks and purchases, kept in one SQLite file under the
+recommendation service's state directory (state_dir/feedback.sqlite).
+
+Three readers:
+- the Recommend hot path asks which products a customer was shown recently without a click or
+  purchase (`FeedbackStore.recently_shown`). That is answered from an in-memory index (customer ->
+  product -> latest impression and latest click/purchase time), updated on every `record`, built
+  from the file for the last `index_days` at start and topped up from the file now and then, so
+  events recorded by another worker process on the same state directory arrive too;
+- training reads the events (`read_events`) and turns observed outcomes into labelled rows of the
+  propensity training set (training.propensity);
+- the click-through report (`FeedbackStore.report`, or `position_report` on a DataFrame of events).
+
+Timestamps are Unix seconds of wall-clock time (the time the event happened, as the caller says;
+0 means when the server received it).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Collection, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tenure.errors import InvalidInput, UnknownProduct
+
+log = logging.getLogger(__name__)
+
+IMPRESSION, CLICK, PURCHASE = 1, 2, 3
+"""Event kinds, as in the contract's FeedbackKind enum."""
+KIND_NAMES = {IMPRESSION: "impression", CLICK: "click", PURCHASE: "purchase"}
+MAX_EVENTS_PER_CALL = 10_000
+MAX_POSITION = 1_000
+MAX_ID_CHARS = 200
+MAX_FUTURE_S = 86_400.0
+"""Timestamps may run ahead of the server's clock by this much (clock skew), not more."""
+SECONDS_PER_DAY = 86_400.0
+EVENT_COLUMNS = ("customer_id", "product_id", "kind", "position", "request_id", "timestamp")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, customer_id TEXT NOT NULL,
+    product_id TEXT NOT NULL, kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3)), position INTEGER NOT NULL,
+    request_id TEXT NOT NULL, received REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+"""
+
+
+@dataclass(frozen=True)
+class FeedbackEvent:
+    customer_id: str
+    product_id: str
+    kind: int
+    position: int = 0
+    """1-based position in the list shown (0: unknown)."""
+    request_id: str = ""
+    timestamp: float = 0.0
+    """Unix seconds; 0: when it is recorded."""
+
+
+def check_event(event: FeedbackEvent, now: float, products: Collection[str] | None = None) -> FeedbackEvent:
+    """The event with its timestamp resolved (0 -> now), or InvalidInput / UnknownProduct saying
+    what is wrong. products: the catalogue's ids (None: not checked)."""
+    cid, pid = event.customer_id, event.product_id
+    if not cid:
+        raise InvalidInput("customer_id is empty")
+    if len(cid) > MAX_ID_CHARS:
+        raise InvalidInput(f"customer_id has {len(cid)} characters; at most {MAX_ID_CHARS}")
+    if not pid:
+        raise InvalidInput("product_id is empty")
+    if products is not None and pid not in products:
+        raise UnknownProduct(f"product {pid[:100]!r} is not in the catalogue")
+    if event.kind not in KIND_NAMES:
+        raise InvalidInput(f"kind {event.kind}; expected 1 (impression), 2 (click) or 3 (purchase)")
+    if not 0 <= event.position <= MAX_POSITION:
+        raise InvalidInput(f"position {event.position}; expected 0 (unknown) or 1..{MAX_POSITION}")
+    if len(event.request_id) > MAX_ID_CHARS:
+        raise InvalidInput(f"request_id has {len(event.request_id)} characters; at most {MAX_ID_CHARS}")
+    ts = event.timestamp
+    if not math.isfinite(ts) or ts < 0:
+        raise InvalidInput(f"timestamp {ts}; expected Unix seconds >= 0 (0: now)")
+    if ts == 0:
+        return replace(event, timestamp=now)
+    if ts > now + MAX_FUTURE_S:
+        raise InvalidInput(f"timestamp {ts:.0f} is {(ts - now) / 3600:.1f} h in the future")
+    return event
+
+
+# ---------------------------------------------------------------------------------------------
+# The click-through report
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PositionStats:
+    position: int
+    """1-based; 0 for an unknown position (and for the total)."""
+    impressions: int
+    clicks: int
+    purchases: int
+
+    @property
+    def click_through_rate(self) -> float:
+        return self.clicks / self.impressions if self.impressions else 0.0
+
+    @property
+    def conversion_rate(self) -> float:
+        return self.purchases / self.impressions if self.impressions else 0.0
+
+
+@dataclass(frozen=True)
+class FeedbackReport:
+    positions: list[PositionStats]
+    """One per position that has any event, in position order."""
+    total: PositionStats
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per position and a last row "total"."""
+        rows = [*self.positions, self.total]
+        return pd.DataFrame({
+            "position": [str(s.position) for s in self.positions] + ["total"],
+            "impressions": [s.impressions for s in rows],
+            "clicks": [s.clicks for s in rows],
+            "purchases": [s.purchases for s in rows],
+            "click_through_rate": [s.click_through_rate for s in rows],
+            "conversion_rate": [s.conversion_rate for s in rows],
+        })
+
+    def to_text(self) -> str:
+        lines = [f"{'position':>8} {'impressions':>12} {'clicks':>8} {'purchases':>10} {'CTR':>8} {'conv.':>8}"]
+        for s in [*self.positions, self.total]:
+            label = "total" if s is self.total else ("?" if s.position == 0 else str(s.position))
+            lines.append(f"{label:>8} {s.impressions:>12,} {s.clicks:>8,} {s.purchases:>10,} "
+                         f"{s.click_through_rate:>8.2%} {s.conversion_rate:>8.2%}")
+        return "\n".join(lines)
+
+
+def report_from_counts(counts: Iterable[tuple[int, int, int]]) -> FeedbackReport:
+    """(position, kind, number of events) triples -> the report."""
+    table: dict[int, list[int]] = {}
+    for position, kind, n in counts:
+        if kind in KIND_NAMES:
+            table.setdefault(int(position), [0, 0, 0])[int(kind) - 1] += int(n)
+    positions = [PositionStats(p, *table[p]) for p in sorted(table)]
+    total = PositionStats(0, *(sum(c[i] for c in table.values()) for i in range(3)))
+    return FeedbackReport(positions, total)
+
+
+def position_report(events: pd.DataFrame) -> FeedbackReport:
+    """Click-through (clicks / impressions) and conversion (purchases / impressions) per position,
+    from a DataFrame of events with columns position and kind (as `FeedbackStore.read_events`)."""
+    if events.empty:
+        return report_from_counts([])
+    counts = events.groupby(["position", "kind"]).size()
+    return report_from_counts((int(p), int(k), int(n)) for (p, k), n in counts.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------------------------
+
+class FeedbackStore:
+    """Feedback events in SQLite plus the in-memory index behind `recently_shown`; thread-safe.
+
+    index_days: how far back the index reaches (the longest `days` recently_shown will be asked
+    for; 0: no index, e.g. to read events for training). sync_interval_s: how often
+    recently_shown/record look for events other processes wrote to the same file.
+    """
+
+    def __init__(self, path: Path, index_days: float = 7.0, sync_interval_s: float = 1.0,
+                 prune_interval_s: float = 600.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.index_days = float(index_days)
+        self.sync_interval_s = sync_interval_s
+        self.prune_interval_s = prune_interval_s
+        # customer -> product -> [latest impression, latest click or purchase] (Unix seconds)
+        self._index: dict[str, dict[str, list[float]]] = {}
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._seq = 0
+        self._synced_at = self._pruned_at = time.monotonic()
+        db = self._connect()
+        try:
+            db.executescript(SCHEMA)
+        finally:
+            db.close()
+        if self.index_days > 0:
+            self._build_index(time.time())
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def record(self, events: Sequence[FeedbackEvent], now: float | None = None) -> int:
+        """Append the events (all or none); each is checked first (InvalidInput on the first bad
+        one, the catalogue is not consulted here). Returns how many were recorded."""
+        now = time.time() if now is None else now
+        checked = [check_event(e, now) for e in events]
+        if not checked:
+            return 0
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")  # one writer at a time, across worker processes too
+            before = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            db.executemany(
+                "INSERT INTO events (ts, customer_id, product_id, kind, position, request_id, received) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((e.timestamp, e.customer_id, e.product_id, int(e.kind), int(e.position), e.request_id, now)
+                 for e in checked))
+            after = db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+        if self.index_days > 0:
+            horizon = now - self.index_days * SECONDS_PER_DAY
+            with self._lock:
+                for e in checked:
+                    if e.timestamp >= horizon:
+                        self._apply(e.customer_id, e.product_id, e.kind, e.timestamp)
+                if self._seq == before:  # nobody else wrote in between: no need to read these back
+                    self._seq = int(after)
+            self._maybe_sync()
+            if time.monotonic() - self._pruned_at >= self.prune_interval_s:
+                self.prune(now)
+        return len(checked)
+
+    # -- the index -------------------------------------------------------------------------------
+
+    def _apply(self, customer_id: str, product_id: str, kind: int, ts: float) -> None:
+        """Fold one event into the index (caller holds the lock). Idempotent: latest times only."""
+        products = self._index.get(customer_id)
+        if products is None:
+            products = self._index[customer_id] = {}
+        entry = products.get(product_id)
+        if entry is None:
+            entry = products[product_id] = [-math.inf, -math.inf]
+        slot = 0 if kind == IMPRESSION else 1
+        if ts > entry[slot]:
+            entry[slot] = ts
+
+    def _build_index(self, now: float) -> None:
+        horizon = now - self.index_days * SECONDS_PER_DAY
+        db = self._connect()
+        try:
+            db.execute("BEGIN")  # one snapshot for both reads
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            rows = db.execute("SELECT customer_id, product_id, kind = 1, MAX(ts) FROM events WHERE ts >= ? "
+                              "GROUP BY customer_id, product_id, kind = 1", (horizon,)).fetchall()
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        with self._lock:
+            for cid, pid, is_impression, ts in rows:
+                self._apply(cid, pid, IMPRESSION if is_impression else CLICK, float(ts))
+            self._seq = max(self._seq, int(seq))
+
+    def sync(self, now: float | None = None) -> int:
+        """Fold in events written to the file since the last sync (by this or another process:
+        folding one twice changes nothing). Returns how many rows were read."""
+        now = time.time() if now is None else now
+        horizon = now - self.index_days * SECONDS_PER_DAY
+        db = self._connect()
+        try:
+            rows = db.execute("SELECT seq, customer_id, product_id, kind, ts FROM events WHERE seq > ? ORDER BY seq",
+                              (self._seq,)).fetchall()
+        finally:
+            db.close()
+        with self._lock:
+            for seq, cid, pid, kind, ts in rows:
+                if ts >= horizon:
+                    self._apply(cid, pid, int(kind), float(ts))
+                self._seq = max(self._seq, int(seq))
+        self._synced_at = time.monotonic()
+        return len(rows)
+
+    def _maybe_sync(self) -> None:
+        """When a sync is due, run one on a thread of its own: reading what other processes wrote
+        must not hold up the Recommend call that noticed it was due."""
+        if time.monotonic() - self._synced_at < self.sync_interval_s:
+            return
+        if not self._sync_lock.acquire(blocking=False):  # one is running
+            return
+        self._synced_at = time.monotonic()
+        try:
+            threading.Thread(target=self._background_sync, name="feedback-sync", daemon=True).start()
+        except BaseException:
+            self._sync_lock.release()
+            raise
+
+    def _background_sync(self) -> None:
+        try:
+            self.sync()
+        except Exception:  # e.g. the file is busy for longer than the timeout: try again next time
+            log.exception("feedback: reading new events from %s failed", self.path)
+        finally:
+            self._sync_lock.release()
+
+    def prune(self, now: float | None = None, chunk: int = 5_000) -> int:
+        """Drop index entries older than index_days, a chunk of customers at a time so that
+        recently_shown never waits long for the lock. Returns how many were dropped."""
+        now = time.time() if now is None else now
+        horizon = now - self.index_days * SECONDS_PER_DAY
+        self._pruned_at = time.monotonic()
+        with self._lock:
+            customers = list(self._index)
+        removed = 0
+        for start in range(0, len(customers), chunk):
+            with self._lock:
+                for cid in customers[start:start + chunk]:
+                    products = self._index.get(cid)
+                    if products is None:
+                        continue
+                    stale = [pid for pid, (imp, eng) in products.items() if max(imp, eng) < horizon]
+                    for pid in stale:
+                        del products[pid]
+                    removed += len(stale)
+                    if not products:
+                        del self._index[cid]
+        return removed
+
+    def recently_shown(self, customer_id: str, now: float, days: float) -> list[str]:
+        """Products shown to the customer in the `days` before `now` (and at most index_days) whose
+        latest impression no click or purchase of the customer has followed (at or after it)."""
+        if days <= 0 or self.index_days <= 0:
+            return []
+        self._maybe_sync()
+        horizon = now - days * SECONDS_PER_DAY
+        with self._lock:
+            products = self._index.get(customer_id)
+            if not products:
+                return []
+            return [pid for pid, (imp, eng) in products.items() if imp >= horizon and imp > eng]
+
+    def index_size(self) -> tuple[int, int]:
+        """(customers, customer x product entries) in the index."""
+        with self._lock:
+            return len(self._index), sum(len(p) for p in self._index.values())
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def read_events(self, since: float | None = None, until: float | None = None) -> pd.DataFrame:
+        """Events with since <= timestamp < until (None: unbounded), in the order recorded:
+        customer_id, product_id, kind (1 impression, 2 click, 3 purchase), position, request_id,
+        timestamp (Unix seconds)."""
+        lo = -math.inf if since is None else since
+        hi = math.inf if until is None else until
+        db = self._connect()
+        try:
+            rows = db.execute("SELECT customer_id, product_id, kind, position, request_id, ts FROM events "
+                              "WHERE ts >= ? AND ts < ? ORDER BY seq", (lo, hi)).fetchall()
+        finally:
+            db.close()
+        frame = pd.DataFrame.from_records(rows, columns=list(EVENT_COLUMNS))
+        return frame.astype({"customer_id": object, "product_id": object, "kind": np.int64,
+                             "position": np.int64, "request_id": object, "timestamp": np.float64})
+
+    def report(self, since: float | None = None, until: float | None = None) -> FeedbackReport:
+        """Click-through and conversion by position for since <= timestamp < until (None: unbounded)."""
+        lo = -math.inf if since is None else since
+        hi = math.inf if until is None else until
+        db = self._connect()
+        try:
+            counts = db.execute("SELECT position, kind, COUNT(*) FROM events WHERE ts >= ? AND ts < ? "
+                                "GROUP BY position, kind", (lo, hi)).fetchall()
+        finally:
+            db.close()
+        return report_from_counts(counts)
