@@ -58,11 +58,12 @@ class BatcherStats:
 class _Item:
     __slots__ = ("x", "deadline", "alive", "enqueued", "done", "outputs", "error", "batch")
 
-    def __init__(self, x: np.ndarray, deadline: float | None, alive: Callable[[], bool] | None) -> None:
+    def __init__(self, x: np.ndarray, deadline: float | None, alive: Callable[[], bool] | None,
+                 enqueued: float) -> None:
         self.x = x
         self.deadline = deadline
         self.alive = alive
-        self.enqueued = time.monotonic()
+        self.enqueued = enqueued
         self.done = threading.Event()
         self.outputs: list[np.ndarray] | None = None
         self.error: BaseException | None = None
@@ -91,7 +92,6 @@ class Batcher:
 
         deadline: time.monotonic() seconds; alive: False once the caller has gone away.
         """
-        item = _Item(x, deadline, alive)
         with self._cond:
             if self._queued_rows + len(x) > self.max_queue_rows:
                 self.stats.rejected += 1
@@ -99,22 +99,35 @@ class Batcher:
                                f"{self.max_queue_rows}); retry later")
             self.stats.requests += 1
             self.stats.rows += len(x)
-            if deadline is not None and deadline <= item.enqueued:
+            now = time.monotonic()
+            if deadline is not None and deadline <= now:
                 self.stats.expired += 1
                 raise DeadlineExpired("the deadline had passed when the request reached the model")
-            self._queue.append(item)
-            self._queued_rows += len(x)
-            if self._busy:
-                if self.max_queue_delay_s > 0 and self._queued_rows >= self.max_batch_rows:
-                    self._cond.notify_all()  # a waiting idle-arrival may stop waiting: the batch is full
-                batch = None
-            else:
+            if not self._busy and self.max_queue_delay_s == 0:  # idle (the queue is empty whenever idle)
                 self._busy = True
-                if self.max_queue_delay_s > 0:
-                    end = item.enqueued + self.max_queue_delay_s
+                item = None
+            else:
+                item = _Item(x, deadline, alive, now)
+                self._queue.append(item)
+                self._queued_rows += len(x)
+                if self._busy:
+                    if self.max_queue_delay_s > 0 and self._queued_rows >= self.max_batch_rows:
+                        self._cond.notify_all()  # a waiting idle-arrival may stop waiting: the batch is full
+                    batch = None
+                else:
+                    self._busy = True
+                    end = now + self.max_queue_delay_s
                     while self._queued_rows < self.max_batch_rows and (left := end - time.monotonic()) > 0:
                         self._cond.wait(left)
-                batch = self._take()
+                    batch = self._take()
+        if item is None:  # a lightly loaded model: run now, on this thread, nothing to wait on
+            try:
+                start = time.perf_counter()
+                outputs = self._run(x)
+                self.stats.record_batch(len(x), time.perf_counter() - start)
+                return outputs
+            finally:
+                self._hand_over()
         if batch is None:
             item.done.wait()
             batch, item.batch = item.batch, None
@@ -164,6 +177,11 @@ class Batcher:
                 n = len(item.x)
                 self._finish(item, outputs=outputs if len(batch) == 1 else [o[offset:offset + n] for o in outputs])
                 offset += n
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """The model is free: the requests queued meanwhile become the next batch, run by the first
+        of their callers (woken here); with none queued, the model is idle again."""
         with self._cond:
             following = self._take()
             if following:

@@ -40,6 +40,9 @@ def model_names(repo: Path) -> tuple[str, ...]:
 
 def bands(p: np.ndarray, medium: float, high: float) -> np.ndarray:
     """1 low, 2 medium, 3 high (thresholds inclusive); 0 where p is NaN."""
+    if len(p) == 1:  # per-request calls: scalar compares cost a fraction of the array ops
+        v = float(p[0])
+        return np.array([BAND_HIGH if v >= high else BAND_MEDIUM if v >= medium else BAND_LOW if v == v else 0])
     return np.where(np.isnan(p), 0, np.where(p >= high, BAND_HIGH, np.where(p >= medium, BAND_MEDIUM, BAND_LOW)))
 
 
