@@ -50,8 +50,7 @@ class Scorer:
         batcher = functools.partial(Batcher, max_batch_rows=settings.max_batch_rows_per_run,
                                     max_queue_delay_us=settings.max_queue_delay_us,
                                     max_queue_rows=settings.max_queue_rows)
-        self._churn_batcher = batcher(lambda x: [churn.predict(x)])
-        self._lookalike_batcher = batcher(lambda x: [lookalike.predict(x)])
+        self._batcher = batcher(self._both)
 
     @classmethod
     def load(cls, repo: Path, settings: ServiceSettings) -> "Scorer":
@@ -91,14 +90,9 @@ class Scorer:
         """Score the rows that have no error yet (only the `wanted` scores); failed rows get NaN.
         deadline (time.monotonic()) and alive apply to the batched per-request path."""
         n = len(X)
-        if not errors and n <= BATCHED_MAX_ROWS:  # a per-request call: every row scores
-            return RowScores(
-                self._churn_batcher.submit(X if self.identity_churn else np.ascontiguousarray(X[:, self.churn_cols]),
-                                           deadline, alive)[0]
-                if "churn" in wanted else np.zeros(0, np.float32),
-                self._lookalike_batcher.submit(np.ascontiguousarray(X[:, self.lookalike_cols]), deadline, alive)[0]
-                if "lookalike" in wanted else np.zeros(0, np.float32),
-                errors)
+        if not errors and n <= BATCHED_MAX_ROWS and wanted == SCORES:  # a per-request call: every row scores
+            churn, look = self._batcher.submit(X, deadline, alive)
+            return RowScores(churn, look, errors)
         if not errors:
             return RowScores(
                 self.churn.predict(X if self.identity_churn else np.ascontiguousarray(X[:, self.churn_cols]))
@@ -118,6 +112,11 @@ class Scorer:
             if len(look):
                 look[ok] = self.lookalike.predict(np.ascontiguousarray(Xok[:, self.lookalike_cols]))
         return RowScores(churn, look, errors)
+
+    def _both(self, X: np.ndarray) -> list[np.ndarray]:
+        """Churn and lookalike for full feature rows: one batch of concurrent calls runs both models."""
+        return [self.churn.predict(X if self.identity_churn else np.ascontiguousarray(X[:, self.churn_cols])),
+                self.lookalike.predict(np.ascontiguousarray(X[:, self.lookalike_cols]))]
 
     @staticmethod
     def wanted(names: list[str]) -> frozenset[str]:
