@@ -39,6 +39,7 @@ from tenure.data import UNKNOWN, Shop
 from tenure.errors import ArtifactError, DataError
 from tenure.features import FeatureSpace, TxArrays, to_days
 from training.export import INPUT_NAME, PARITY_TOLERANCE, PROBA_OUTPUT, lightgbm_to_onnx
+from training.lgbm import fit_classifier
 
 log = logging.getLogger(__name__)
 
@@ -113,24 +114,6 @@ def channel_set(space: FeatureSpace, arrays: TxArrays, customers: pd.DataFrame |
     return ChannelSet(c, X[keep], y[keep], counts[c].astype(np.float64), last_class[c], pd.Timestamp(cutoff))
 
 
-def fit_multiclass(X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, seed: int, threads: int,
-                   n_estimators: int = 600, learning_rate: float = 0.05, num_leaves: int = 31,
-                   min_child_samples: int = 50, valid_fraction: float = 0.15) -> lgb.LGBMClassifier:
-    """Multiclass LightGBM with early stopping on whole customers drawn from the training rows."""
-    rng = np.random.default_rng(seed)
-    uniq = np.unique(groups)
-    valid_groups = rng.choice(uniq, size=max(1, int(len(uniq) * valid_fraction)), replace=False)
-    is_valid = np.isin(groups, valid_groups)
-    model = lgb.LGBMClassifier(
-        objective="multiclass", n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves,
-        min_child_samples=min_child_samples, subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
-        reg_lambda=1.0, n_jobs=threads, random_state=seed, verbose=-1,
-    )
-    model.fit(X[~is_valid], y[~is_valid], eval_X=(X[is_valid],), eval_y=(y[is_valid],),
-              eval_metric="multi_logloss", callbacks=[lgb.early_stopping(50, verbose=False)])
-    return model
-
-
 def log_loss(y: np.ndarray, P: np.ndarray) -> float:
     """Mean -log P[y] (probabilities clipped at 1e-15)."""
     return float(-np.mean(np.log(np.clip(P[np.arange(len(y)), y], _EPS, 1.0))))
@@ -187,9 +170,10 @@ class ChannelModel:
         X = np.concatenate([s.X for s in sets])
         y = np.concatenate([s.y for s in sets])
         groups = np.concatenate([s.codes for s in sets])
-        self.model_: lgb.LGBMClassifier = fit_multiclass(X, y, groups, seed=self.seed, threads=self.threads,
+        self.model_: lgb.LGBMClassifier = fit_classifier(X, y, groups, seed=self.seed, threads=self.threads,
                                                              num_leaves=self.num_leaves,
-                                                             min_child_samples=self.min_child_samples)
+                                                             min_child_samples=self.min_child_samples,
+                                                             multiclass=True)
         self.feature_names_ = space.names
         self.train_cutoffs_ = [s.cutoff for s in sets]
         self.holdout_cutoff_ = holdout_cutoff

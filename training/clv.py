@@ -65,6 +65,7 @@ from tenure.errors import ArtifactError
 from tenure.features import FeatureSpace, TxArrays, to_days
 from training.btyd import BetaGeoFitter, GammaGammaFitter, rfm_summary
 from training.export import INPUT_NAME
+from training.lgbm import fit_regressor
 
 log = logging.getLogger(__name__)
 
@@ -92,49 +93,6 @@ def customer_groups(arrays: TxArrays, codes: np.ndarray) -> np.ndarray:
     Unlike the customer code, this does not change when later transactions add new customers, so
     the validation split (and the model) depends on the training rows only."""
     return np.unique(arrays.customer_ids[codes], return_inverse=True)[1].ravel()
-
-
-def fit_regressor(
-    X: np.ndarray,
-    y: np.ndarray,
-    groups: np.ndarray,
-    *,
-    seed: int,
-    threads: int,
-    n_estimators: int = 1000,
-    learning_rate: float = 0.03,
-    num_leaves: int = 15,
-    min_child_samples: int = 50,
-    valid_fraction: float = 0.15,
-) -> lgb.LGBMRegressor:
-    """LightGBM Poisson regression with early stopping on whole customers (groups) held out from
-    the training rows."""
-    rng = np.random.default_rng(seed)
-    uniq = np.unique(groups)
-    valid_groups = rng.choice(uniq, size=max(1, int(len(uniq) * valid_fraction)), replace=False)
-    is_valid = np.isin(groups, valid_groups)
-    model = lgb.LGBMRegressor(
-        objective="poisson",
-        n_estimators=n_estimators,
-        learning_rate=learning_rate,
-        num_leaves=num_leaves,
-        min_child_samples=min_child_samples,
-        subsample=0.8,
-        subsample_freq=1,
-        colsample_bytree=0.8,
-        reg_lambda=1.0,
-        n_jobs=threads,
-        random_state=seed,
-        verbose=-1,
-    )
-    model.fit(
-        X[~is_valid], y[~is_valid],
-        eval_X=(X[is_valid],),
-        eval_y=(y[is_valid],),
-        eval_metric="poisson",
-        callbacks=[lgb.early_stopping(50, verbose=False)],
-    )
-    return model
 
 
 def bgnbd_gg_spend(transactions: pd.DataFrame, cutoff: pd.Timestamp, customer_ids: np.ndarray,
