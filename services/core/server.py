@@ -113,6 +113,11 @@ class Service:
             self._stopping.wait(interval if interval > 0 else 2.0)
 
     def start(self) -> None:
+        if self.settings.workers > 1 and any([h.refresh() for h in self.holders.values()]):  # all, not the first
+            # A worker shares its port with the others: it only starts listening once its models are
+            # loaded, so the kernel never hands it a connection it cannot serve yet.
+            gc.collect()
+            gc.freeze()
         self._refresh_health()
         self.server.start()
         self._loaders = [threading.Thread(target=self._load, args=(h,), name=f"load-{name}", daemon=True)
