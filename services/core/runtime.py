@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
 import numpy as np
+import onnx
+import onnx.compose
+import onnx.numpy_helper
 import onnxruntime as ort
 
 from tenure.artifacts import Manifest, latest_valid, versions
@@ -24,15 +27,9 @@ class OnnxModel:
         self.name = manifest.name
         self.version = manifest.version
         self.features = list(manifest.features)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3  # errors only: the converter's declared output shapes trigger warnings
-        # Spinning threads burn a core while idle; on a shared 2-core box that hurts the gRPC loop.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.path = Path(version_dir) / "model.onnx"
         try:
-            self.session = ort.InferenceSession(str(Path(version_dir) / "model.onnx"), opts,
+            self.session = ort.InferenceSession(str(self.path), session_options(threads),
                                                 providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ArtifactError(f"{self.name} {self.version}: onnxruntime cannot load it ({err})", model=self.name) from err
@@ -89,6 +86,55 @@ class OnnxModel:
         model = cls(vdir, manifest, threads)
         model.warm_up()
         return model
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3  # errors only: the converter's declared output shapes trigger warnings
+    # Spinning threads burn a core while idle; on a shared 2-core box that hurts the serving threads.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+class FusedModels:
+    """Several models that read one feature vector, fused into one ONNX graph and one session: a
+    per-request call pays for one onnxruntime run instead of one per model. Each model gets the
+    columns it needs by a Gather inside the graph; outputs are each model's manifest output (and
+    column), in order."""
+
+    def __init__(self, models: list[OnnxModel], columns: list[np.ndarray | None], n_features: int,
+                 threads: int = 1) -> None:
+        nodes, inits, outputs = [], [], []
+        opsets: dict[str, int] = {}
+        feature_input = onnx.helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, [None, n_features])
+        for k, (model, cols) in enumerate(zip(models, columns)):
+            proto = onnx.compose.add_prefix(onnx.load(str(model.path)), f"m{k}_")
+            source = proto.graph.input[0].name
+            if cols is None:
+                nodes.append(onnx.helper.make_node("Identity", ["features"], [source]))
+            else:
+                inits.append(onnx.numpy_helper.from_array(np.asarray(cols, np.int64), f"m{k}_columns"))
+                nodes.append(onnx.helper.make_node("Gather", ["features", f"m{k}_columns"], [source], axis=1))
+            nodes.extend(proto.graph.node)
+            inits.extend(proto.graph.initializer)
+            outputs.append(next(o for o in proto.graph.output if o.name == f"m{k}_{model.output}"))
+            for op in proto.opset_import:
+                opsets[op.domain] = max(opsets.get(op.domain, 0), op.version)  # Gather, Identity: opset 1
+        graph = onnx.helper.make_graph(nodes, "fused", [feature_input], outputs, inits)
+        fused = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])
+        fused.ir_version = max(onnx.load(str(m.path), load_external_data=False).ir_version for m in models)
+        self.session = ort.InferenceSession(fused.SerializeToString(), session_options(threads),
+                                            providers=["CPUExecutionProvider"])
+        self._outputs = [o.name for o in outputs]
+        self._columns = [m.column for m in models]
+
+    def run(self, X: np.ndarray) -> list[np.ndarray]:
+        """float32 (n, n_features) -> one float32 (n,) array per model."""
+        got = self.session.run(self._outputs, {"features": X})
+        return [g[:, c] if c is not None else g.reshape(len(X)) for g, c in zip(got, self._columns)]
 
 
 def column_index(names: list[str], wanted: list[str], model: str) -> np.ndarray:

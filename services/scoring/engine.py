@@ -10,7 +10,7 @@ import numpy as np
 
 from services.core.batching import Batcher
 from services.core.predictions import Predictor, bands, model_names
-from services.core.runtime import OnnxModel, column_index
+from services.core.runtime import FusedModels, OnnxModel, column_index
 from tenure.errors import InvalidInput, ModelUnavailable, TenureError, UnknownCustomer
 from tenure.settings import ServiceSettings
 from tenure.store import FeatureSnapshot
@@ -50,7 +50,9 @@ class Scorer:
         batcher = functools.partial(Batcher, max_batch_rows=settings.max_batch_rows_per_run,
                                     max_queue_delay_us=settings.max_queue_delay_us,
                                     max_queue_rows=settings.max_queue_rows)
-        self._batcher = batcher(self._both)
+        self._fused = FusedModels([churn, lookalike], [None if self.identity_churn else self.churn_cols,
+                                                       self.lookalike_cols], self.n_features, settings.ort_threads)
+        self._batcher = batcher(self._fused.run)
 
     @classmethod
     def load(cls, repo: Path, settings: ServiceSettings) -> "Scorer":
@@ -112,11 +114,6 @@ class Scorer:
             if len(look):
                 look[ok] = self.lookalike.predict(np.ascontiguousarray(Xok[:, self.lookalike_cols]))
         return RowScores(churn, look, errors)
-
-    def _both(self, X: np.ndarray) -> list[np.ndarray]:
-        """Churn and lookalike for full feature rows: one batch of concurrent calls runs both models."""
-        return [self.churn.predict(X if self.identity_churn else np.ascontiguousarray(X[:, self.churn_cols])),
-                self.lookalike.predict(np.ascontiguousarray(X[:, self.lookalike_cols]))]
 
     @staticmethod
     def wanted(names: list[str]) -> frozenset[str]:
