@@ -345,7 +345,7 @@ def _traits(z: dict[str, float], med: dict[str, float], base_med: dict[str, floa
     elif zcv <= -0.5 and one_time < 0.3:
         kind = "regular buyers"
         traits.append(_Trait("regular", -zcv, "regular purchase rhythm"))
-    elif one_time < 0.3:
+    elif one_time < 0.3 and zo > -0.3:
         kind = "repeat buyers"
         traits.append(_Trait("repeat", max(zo, 0.3), f"repeat buyers ({orders_note})"))
     else:
