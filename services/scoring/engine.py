@@ -19,7 +19,7 @@ MODELS = model_names
 """Score needs features, churn and lookalike; Predict every model of services.core.predictions."""
 SCORES = frozenset({"churn", "lookalike"})
 BATCHED_MAX_ROWS = 64
-"""Requests up to this many rows (without failed rows) go through the models' batchers."""
+"""Requests up to this many rows (without failed rows) go through the batcher of the fused models."""
 
 
 @dataclass
@@ -45,8 +45,8 @@ class Scorer:
         self.horizon_days = int(churn.manifest.params.get("horizon_days", 0))
         self.thresholds = (settings.churn_band_medium, settings.churn_band_high)
         self.max_rows = settings.max_batch_rows
-        # Per-request calls from concurrent callers coalesce into one run per model (bulk chunks
-        # run directly, several at once).
+        # Per-request calls from concurrent callers coalesce into one run of churn and lookalike
+        # fused into one graph (bulk chunks run the two models directly, several chunks at once).
         batcher = functools.partial(Batcher, max_batch_rows=settings.max_batch_rows_per_run,
                                     max_queue_delay_us=settings.max_queue_delay_us,
                                     max_queue_rows=settings.max_queue_rows)
