@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -28,6 +27,7 @@ from typing import Collection, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from tenure import sqlite
 from tenure.errors import InvalidInput, UnknownProduct
 
 log = logging.getLogger(__name__)
@@ -185,18 +185,10 @@ class FeedbackStore:
         self._sync_lock = threading.Lock()
         self._seq = 0
         self._synced_at = self._pruned_at = time.monotonic()
-        db = self._connect()
-        try:
+        with sqlite.connect(self.path) as db:
             db.executescript(SCHEMA)
-        finally:
-            db.close()
         if self.index_days > 0:
             self._build_index(time.time())
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -207,9 +199,7 @@ class FeedbackStore:
         checked = [check_event(e, now) for e in events]
         if not checked:
             return 0
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")  # one writer at a time, across worker processes too
+        with sqlite.transaction(self.path) as db:
             before = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
             db.executemany(
                 "INSERT INTO events (ts, customer_id, product_id, kind, position, request_id, received) "
@@ -217,13 +207,6 @@ class FeedbackStore:
                 ((e.timestamp, e.customer_id, e.product_id, int(e.kind), int(e.position), e.request_id, now)
                  for e in checked))
             after = db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
         if self.index_days > 0:
             horizon = now - self.index_days * SECONDS_PER_DAY
             with self._lock:
@@ -253,15 +236,10 @@ class FeedbackStore:
 
     def _build_index(self, now: float) -> None:
         horizon = now - self.index_days * SECONDS_PER_DAY
-        db = self._connect()
-        try:
-            db.execute("BEGIN")  # one snapshot for both reads
+        with sqlite.transaction(self.path, "DEFERRED") as db:  # one snapshot for both reads
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
             rows = db.execute("SELECT customer_id, product_id, kind = 1, MAX(ts) FROM events WHERE ts >= ? "
                               "GROUP BY customer_id, product_id, kind = 1", (horizon,)).fetchall()
-            db.execute("COMMIT")
-        finally:
-            db.close()
         with self._lock:
             for cid, pid, is_impression, ts in rows:
                 self._apply(cid, pid, IMPRESSION if is_impression else CLICK, float(ts))
@@ -272,12 +250,9 @@ class FeedbackStore:
         folding one twice changes nothing). Returns how many rows were read."""
         now = time.time() if now is None else now
         horizon = now - self.index_days * SECONDS_PER_DAY
-        db = self._connect()
-        try:
+        with sqlite.connect(self.path) as db:
             rows = db.execute("SELECT seq, customer_id, product_id, kind, ts FROM events WHERE seq > ? ORDER BY seq",
                               (self._seq,)).fetchall()
-        finally:
-            db.close()
         with self._lock:
             for seq, cid, pid, kind, ts in rows:
                 if ts >= horizon:
@@ -357,12 +332,9 @@ class FeedbackStore:
         timestamp (Unix seconds)."""
         lo = -math.inf if since is None else since
         hi = math.inf if until is None else until
-        db = self._connect()
-        try:
+        with sqlite.connect(self.path) as db:
             rows = db.execute("SELECT customer_id, product_id, kind, position, request_id, ts FROM events "
                               "WHERE ts >= ? AND ts < ? ORDER BY seq", (lo, hi)).fetchall()
-        finally:
-            db.close()
         frame = pd.DataFrame.from_records(rows, columns=list(EVENT_COLUMNS))
         return frame.astype({"customer_id": object, "product_id": object, "kind": np.int64,
                              "position": np.int64, "request_id": object, "timestamp": np.float64})
@@ -371,10 +343,7 @@ class FeedbackStore:
         """Click-through and conversion by position for since <= timestamp < until (None: unbounded)."""
         lo = -math.inf if since is None else since
         hi = math.inf if until is None else until
-        db = self._connect()
-        try:
+        with sqlite.connect(self.path) as db:
             counts = db.execute("SELECT position, kind, COUNT(*) FROM events WHERE ts >= ? AND ts < ? "
                                 "GROUP BY position, kind", (lo, hi)).fetchall()
-        finally:
-            db.close()
         return report_from_counts(counts)

@@ -8,7 +8,6 @@ new. Moves get increasing sequence numbers, so a subscriber resumes after the la
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
+
+from tenure import sqlite
 
 RFM, LIFECYCLE, CLUSTER, GRID = 1, 2, 3, 4
 """Segment families, as in the contract's SegmentFamily enum."""
@@ -61,13 +62,8 @@ class SegmentLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._changed = threading.Condition()
-        with self._connect() as db:
+        with sqlite.connect(self.path) as db:
             db.executescript(SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
 
     def record(self, key: str, snapshot_cutoff: str, models: list[tuple[str, str]], customer_ids: np.ndarray,
                families: dict[int, np.ndarray]) -> Rescoring:
@@ -77,12 +73,9 @@ class SegmentLog:
         ids = np.asarray(customer_ids).astype(str)
         new = pd.concat([pd.DataFrame({"customer_id": ids, "family": fam, "segment": np.asarray(seg).astype(str)})
                          for fam, seg in families.items()], ignore_index=True)
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")  # one writer at a time, across worker processes too
+        with sqlite.transaction(self.path) as db:
             row = db.execute("SELECT id FROM rescorings WHERE key = ?", (key,)).fetchone()
             if row is not None:  # already recorded (a restart, or another worker)
-                db.execute("ROLLBACK")
                 return self.rescoring(int(row[0]))
             old = pd.read_sql_query("SELECT customer_id, family, segment FROM assignments", db)
             cur = db.execute("INSERT INTO rescorings (key, snapshot_cutoff, at, models, customers, moves) "
@@ -98,19 +91,12 @@ class SegmentLog:
             db.execute("DELETE FROM assignments")
             db.executemany("INSERT INTO assignments VALUES (?, ?, ?)",
                            zip(new["customer_id"], new["family"].astype(int), new["segment"]))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
         with self._changed:
             self._changed.notify_all()
         return self.rescoring(rid)
 
     def rescoring(self, rid: int) -> Rescoring:
-        with self._connect() as db:
+        with sqlite.connect(self.path) as db:
             r = db.execute("SELECT id, snapshot_cutoff, at, models, moves FROM rescorings WHERE id = ?",
                            (rid,)).fetchone()
         return Rescoring(int(r[0]), r[1], float(r[2]), [tuple(m) for m in json.loads(r[3])], int(r[4]))
@@ -121,7 +107,7 @@ class SegmentLog:
         if families:
             query += f" AND family IN ({','.join('?' * len(families))})"
             args += sorted(families)
-        with self._connect() as db:
+        with sqlite.connect(self.path) as db:
             rows = db.execute(query + " ORDER BY seq LIMIT ?", (*args, limit)).fetchall()
         return [Move(*r) for r in rows]
 
