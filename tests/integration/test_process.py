@@ -85,6 +85,9 @@ def test_two_workers_share_one_port_and_stop_together(trained_repo: Path) -> Non
     proc, port, workers = start_two_workers(trained_repo)
     try:
         assert len(workers) == 2
+        if len(os.sched_getaffinity(0)) >= 2:  # each worker keeps to a core of its own
+            cores = [os.sched_getaffinity(w) for w in workers]
+            assert all(len(c) == 1 for c in cores) and cores[0] != cores[1]
         X = FeatureSnapshot.load_latest(trained_repo).X[:1]
         req = pb.ModelInferRequest(model_name="churn", inputs=[pb.ModelInferRequest.InferInputTensor(
             name="features", datatype="FP32", shape=list(X.shape))], raw_input_contents=[X.tobytes()])
