@@ -117,6 +117,20 @@ def decode(kind: str, resp: bytes) -> dict[str, Any]:
             else:
                 res.append({"id": r.customer_id, "error": f"{r.error.code} {r.error.message}"})
         return {"results": res}
+    if kind == "predict":
+        from tenure.v1 import scoring_pb2
+
+        pr = scoring_pb2.PredictResponse.FromString(resp)
+        res = []
+        for r in pr.results:
+            if r.HasField("predictions"):
+                p = r.predictions
+                res.append({"id": r.customer_id, "churn": p.churn.probability, "reasons": len(p.churn.reasons),
+                            "clv_predicted": p.clv.predicted, "next_purchase": p.purchase.next_purchase_date,
+                            "channels": len(p.channels)})
+            else:
+                res.append({"id": r.customer_id, "error": f"{r.error.code} {r.error.message}"})
+        return {"results": res}
     if kind == "recommend":
         from tenure.v1 import recommendation_pb2
 
@@ -320,7 +334,7 @@ def main() -> None:
     p.add_argument("--target", required=True)
     p.add_argument("--path", default=MODELINFER)
     p.add_argument("--frame", required=True)
-    p.add_argument("--kind", choices=["modelinfer", "score", "recommend", "raw"], default="modelinfer")
+    p.add_argument("--kind", choices=["modelinfer", "score", "predict", "recommend", "raw"], default="modelinfer")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("pick")
     p.add_argument("--target", required=True)

@@ -94,7 +94,7 @@ def ratios(res: dict[str, Any], r: dict[str, Any]) -> dict[str, float | None]:
     elif r["kind"] == "stream":  # the same models in-process: churn alone, or churn + lookalike
         ref = inproc(res, "churn" if "churn only" in r["mode"] else "churn+lookalike", 1)
         out["ort"] = ratio(r["rows_s"], val(ref, "rows_s"))
-    if r["kind"] in ("modelinfer", "score", "recommend") and r["system"] != BARE:
+    if r["kind"] in ("modelinfer", "score", "predict", "recommend") and r["system"] != BARE:
         per = r["rows"] if r["kind"] == "modelinfer" else 1
         for key, system in (("bare", BARE), ("mls", MLS), ("pyt", PYT)):
             if key != "bare" and (r["kind"] != "modelinfer" or r["system"] == system):

@@ -33,6 +33,7 @@ from bench.procs import CLIENT_CORE, SERVER_CORE, ForeignCpu, Server, cpu_second
 
 MODELINFER = "/inference.GRPCInferenceService/ModelInfer"
 SCORE = "/tenure.v1.ScoringService/Score"
+PREDICT = "/tenure.v1.ScoringService/Predict"
 RECOMMEND = "/tenure.v1.RecommendationService/Recommend"
 CONC_1ROW = (1, 16, 64)
 CONC_1024 = (1, 16)
@@ -449,6 +450,7 @@ class Bench:
                 mi = mi or None
             if ids:
                 self.tenure_score(ts, ids[0])
+                self.tenure_predict(ts, ids[0])
             self.tenure_stream(ts)
         if rec and ids:
             self.tenure_recommend(tr, ids)
@@ -471,6 +473,25 @@ class Bench:
         for c in CONC_1ROW:
             self.measure("Tenure", "Score, 1 customer by id", "score", ts, SCORE, frame, res["resp_bytes"], 1, c,
                          note=f"customer {cid}")
+
+    def tenure_predict(self, ts: str, cid: str) -> None:
+        """Every prediction about one customer (churn with 3 reasons, CLV, purchase, channels):
+        reported, not a target of issue 3."""
+        from tenure.v1 import scoring_pb2
+
+        body = scoring_pb2.PredictRequest(customer_ids=[cid]).SerializeToString()
+        frame = self.write_frame("tenure_predict", body)
+        res = self.client("check", "--target", ts, "--path", PREDICT, "--frame", frame, "--kind", "predict")
+        results = res.get("results") or [{}]
+        if not res.get("ok") or "churn" not in results[0]:
+            self.skip("Tenure Predict", f"check call failed: {res.get('code', '')} "
+                      f"{res.get('details') or res.get('reason') or results[0].get('error', '')}")
+            return
+        self.checks["Tenure Predict"] = {"customer_id": cid, **results[0], "resp_bytes": res["resp_bytes"],
+                                         **self.churn_reference(cid, results[0]["churn"])}
+        for c in (1, 16):
+            self.measure("Tenure", "Predict, 1 customer (every model + reasons)", "predict", ts, PREDICT, frame,
+                         res["resp_bytes"], 1, c, note=f"customer {cid}")
 
     def churn_reference(self, cid: str, got: float) -> dict[str, Any]:
         """The churn probability in-process for that customer's snapshot row."""
