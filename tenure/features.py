@@ -74,6 +74,9 @@ PAIR_FEATURES: tuple[str, ...] = (
     "cust_avg_unit_price",
 )
 
+CUSTOMER_PAIR_COLUMNS = ("recency_days", "orders_total", "orders_90d", "avg_unit_price")
+"""The customer's own columns at the end of PAIR_FEATURES (cust_*), in order."""
+
 # Candidate sources, in the order of the contract's CandidateSource enum (1-based there).
 SOURCE_HISTORY, SOURCE_CO_PURCHASE, SOURCE_CATEGORY_POPULAR, SOURCE_POPULAR = 1, 2, 3, 4
 
@@ -491,26 +494,33 @@ class AffinityState:
 
         safe = np.maximum(cand, 0)
         take = lambda m: np.take_along_axis(m, safe, axis=1)  # noqa: E731 - local gather shorthand
-        count = take(hist)
-        last = take(hist_last)
-        price = self.price[safe]
+        per_customer = {name: cust[name][:, None] for name in CUSTOMER_PAIR_COLUMNS}
+        X = self.pair_matrix(safe, take(hist), take(hist_last), take(co), n_hist, take(share_pp), per_customer)
+        return cand, source, X.reshape(B * n, len(PAIR_FEATURES))
+
+    def pair_matrix(self, products: np.ndarray, count: np.ndarray, last: np.ndarray, co: np.ndarray,
+                    n_hist: np.ndarray, share: np.ndarray, cust: dict[str, np.ndarray]) -> np.ndarray:
+        """PAIR_FEATURES (float32, last axis) for customer x product pairs of any shape (B x n
+        candidates, or n given pairs): the one place the formulas live. Every argument broadcasts
+        to the shape of `products`: purchase count and last-purchase day of the product (hist,
+        hist_last), co-purchase score, items bought (n_hist), the customer's share of the product's
+        category, and the customer columns of CUSTOMER_PAIR_COLUMNS."""
+        price = self.price[products]
         cols = [
             count,
             np.where(last > 0, last - 1, UNKNOWN),
-            take(co),
-            take(co) / n_hist,
-            take(share_pp),
-            self.pop_90d[safe],
-            self.pop_all[safe],
-            self.pop_in_cat[safe],
-            self.repeat_rate[safe],
+            co,
+            co / n_hist,
+            share,
+            self.pop_90d[products],
+            self.pop_all[products],
+            self.pop_in_cat[products],
+            self.repeat_rate[products],
             price,
-            price / np.maximum(cust["avg_unit_price"][:, None], 1e-3),
+            price / np.maximum(cust["avg_unit_price"], 1e-3),
+            *(np.broadcast_to(cust[name], products.shape) for name in CUSTOMER_PAIR_COLUMNS),
         ]
-        for name in ("recency_days", "orders_total", "orders_90d", "avg_unit_price"):
-            cols.append(np.broadcast_to(cust[name][:, None], (B, n)))
-        X = np.stack(cols, axis=-1).reshape(B * n, len(PAIR_FEATURES)).astype(np.float32)
-        return cand, source, X
+        return np.stack(cols, axis=-1).astype(np.float32)
 
 
 def _co_purchase(arrays: TxArrays, mask: np.ndarray, P: int, n_neighbours: int) -> sp.csr_matrix:

@@ -28,7 +28,6 @@ import scipy.sparse as sp
 from tenure.data import Shop
 from tenure.features import (
     PAIR_FEATURES,
-    UNKNOWN,
     AffinityState,
     FeatureSpace,
     TxArrays,
@@ -82,25 +81,7 @@ def pair_features(state: AffinityState, hist_rows: np.ndarray, products: np.ndar
         share = np.where(cat >= 0, cat_share[np.arange(n), np.maximum(cat, 0)], 0.0)
     else:
         share = np.zeros(n, np.float32)
-    price = state.price[products]
-    cols = [
-        count,
-        np.where(last > 0, last - 1, UNKNOWN),
-        co,
-        co / n_hist,
-        share,
-        state.pop_90d[products],
-        state.pop_all[products],
-        state.pop_in_cat[products],
-        state.repeat_rate[products],
-        price,
-        price / np.maximum(cust["avg_unit_price"], 1e-3),
-        cust["recency_days"],
-        cust["orders_total"],
-        cust["orders_90d"],
-        cust["avg_unit_price"],
-    ]
-    return np.column_stack(cols).astype(np.float32)
+    return state.pair_matrix(products, count, last, co, n_hist, share, cust)
 
 
 def feedback_labels(feedback: pd.DataFrame | None, horizon_days: float) -> pd.DataFrame:
