@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import grpc
 import numpy as np
@@ -209,13 +210,16 @@ def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path)
         print()
 
 
-def show_changes(segmentation: str, timeout_s: float = 120.0) -> None:
-    """Waits for the segmentation service to re-score the refreshed features, then shows who moved."""
+def show_changes(segmentation: str, refresh: Callable[[], object], timeout_s: float = 120.0) -> None:
+    """Refreshes the features (`refresh`), waits for the segmentation service to re-score the base
+    with them, then shows who moved. Where the log stands is read before the refresh: the moves are
+    recorded while the service re-scores, before it reports the new re-scoring."""
     with grpc.insecure_channel(segmentation) as gc:
         stub = segmentation_pb2_grpc.SegmentationServiceStub(gc)
         before = stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10).rescoring
         last = max((m.sequence for m in stub.StreamSegmentChanges(segmentation_pb2.SegmentChangesRequest(),
                                                                    timeout=60)), default=0)
+        refresh()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             now = stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10).rescoring

@@ -192,9 +192,9 @@ def _run(args: argparse.Namespace) -> None:
         scoring, recommendation, segmentation = (f"127.0.0.1:{ports[n]}" for n in SERVICES)
         run_demo(scoring, recommendation, segmentation, models)
         print("[run] a month later: new features for the same customers (tenure snapshot --days-after 30)")
-        subprocess.run([*exe, "snapshot", "--shop", str(data / "shop"), "--models", str(models),
-                        "--days-after", "30"], check=True)
-        show_changes(segmentation)
+        show_changes(segmentation, lambda: subprocess.run([*exe, "snapshot", "--shop", str(data / "shop"),
+                                                           "--models", str(models), "--days-after", "30"],
+                                                          check=True))
     finally:
         for proc in procs.values():
             proc.terminate()
