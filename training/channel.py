@@ -34,11 +34,11 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
-from tenure.artifacts import Manifest, load_manifest, write_artifact
+from tenure.artifacts import load_manifest, write_artifact
 from tenure.data import UNKNOWN, Shop
 from tenure.errors import ArtifactError, DataError
 from tenure.features import FeatureSpace, TxArrays, to_days
-from training.export import INPUT_NAME, PARITY_TOLERANCE, PROBA_OUTPUT, lightgbm_to_onnx
+from training.export import INPUT_NAME, PARITY_TOLERANCE, PROBA_OUTPUT, lightgbm_manifest, lightgbm_to_onnx
 from training.lgbm import fit_classifier
 
 log = logging.getLogger(__name__)
@@ -274,26 +274,14 @@ def export_multiclass(repo: Path, name: str, model: lgb.LGBMClassifier, feature_
         raise ArtifactError(f"{name}: ONNX differs from LightGBM by {diff:.2e} (> {PARITY_TOLERANCE})", model=name)
     metrics = {**metrics, "onnx_parity_max_abs_diff": diff, "onnx_parity_rows": int(len(X_check))}
     K = len(class_names)
-    manifest = Manifest(
-        name=name,
-        kind="lightgbm-multiclass",
-        features=list(feature_names),
-        inputs=[{"name": INPUT_NAME, "dtype": "float32", "shape": [-1, len(feature_names)]}],
-        outputs=[{"name": PROBA_OUTPUT, "dtype": "float32", "shape": [-1, K], "classes": list(class_names)}],
-        training_window=training_window,
-        metrics=metrics,
-        params={"classes": list(class_names),
-                "lightgbm": {k: v for k, v in model.get_params().items() if _jsonable(v)},
-                "best_iteration": int(model.best_iteration_ or model.n_estimators), **(params or {})},
-        data_fingerprint=data_fingerprint,
-    )
+    manifest = lightgbm_manifest(
+        name, "lightgbm-multiclass", model, feature_names,
+        [{"name": PROBA_OUTPUT, "dtype": "float32", "shape": [-1, K], "classes": list(class_names)}],
+        metrics=metrics, training_window=training_window, params={"classes": list(class_names), **(params or {})},
+        data_fingerprint=data_fingerprint)
     path = write_artifact(repo, manifest, {"model.onnx": onnx_bytes})
     log.info("exported %s -> %s (%d classes, parity %.1e on %d rows)", name, path, K, diff, len(X_check))
     return path
-
-
-def _jsonable(v: Any) -> bool:
-    return v is None or isinstance(v, (bool, int, float, str))
 
 
 def train_channel(shop: Shop, repo: Path, space: FeatureSpace, arrays: TxArrays, end: pd.Timestamp, *,

@@ -59,12 +59,12 @@ from onnxmltools import convert_lightgbm
 from onnxmltools.convert.common.data_types import FloatTensorType
 from scipy.stats import spearmanr
 
-from tenure.artifacts import Manifest, write_artifact
+from tenure.artifacts import write_artifact
 from tenure.data import Shop
 from tenure.errors import ArtifactError
 from tenure.features import FeatureSpace, TxArrays, to_days
 from training.btyd import BetaGeoFitter, GammaGammaFitter, rfm_summary
-from training.export import INPUT_NAME
+from training.export import INPUT_NAME, lightgbm_manifest
 from training.lgbm import fit_regressor
 
 log = logging.getLogger(__name__)
@@ -301,26 +301,14 @@ def export_regressor(
         raise ArtifactError(f"{name}: ONNX differs from LightGBM by {diff:.2e} relative (> {PARITY_RTOL})",
                             model=name)
     metrics = {**metrics, "onnx_parity_max_rel_diff": diff, "onnx_parity_rows": int(len(X_check))}
-    manifest = Manifest(
-        name=name,
-        kind="lightgbm-regression",
-        features=list(feature_names),
-        inputs=[{"name": INPUT_NAME, "dtype": "float32", "shape": [-1, len(feature_names)]}],
-        outputs=[{"name": SPEND_OUTPUT, "dtype": "float32", "shape": [-1, 1], "use_column": 0}],
-        training_window=training_window,
-        metrics=metrics,
-        params={"lightgbm": {k: v for k, v in model.get_params().items() if _jsonable(v)},
-                "best_iteration": int(model.best_iteration_ or model.n_estimators), "output_scale": scale,
-                **(params or {})},
-        data_fingerprint=data_fingerprint,
-    )
+    manifest = lightgbm_manifest(
+        name, "lightgbm-regression", model, feature_names,
+        [{"name": SPEND_OUTPUT, "dtype": "float32", "shape": [-1, 1], "use_column": 0}],
+        metrics=metrics, training_window=training_window, params={"output_scale": scale, **(params or {})},
+        data_fingerprint=data_fingerprint)
     path = write_artifact(repo, manifest, {"model.onnx": onnx_bytes})
     log.info("exported %s -> %s (parity %.1e on %d rows)", name, path, diff, len(X_check))
     return path
-
-
-def _jsonable(v: Any) -> bool:
-    return v is None or isinstance(v, (bool, int, float, str))
 
 
 def train_clv(shop: Shop, repo: Path, space: FeatureSpace, arrays: TxArrays, end: pd.Timestamp, *,

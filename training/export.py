@@ -69,22 +69,33 @@ def export_binary(
     if not diff <= PARITY_TOLERANCE:
         raise ArtifactError(f"{name}: ONNX differs from LightGBM by {diff:.2e} (> {PARITY_TOLERANCE})", model=name)
     metrics = {**metrics, "onnx_parity_max_abs_diff": diff, "onnx_parity_rows": int(len(X_check))}
-    manifest = Manifest(
+    manifest = lightgbm_manifest(
+        name, "lightgbm-binary", model, feature_names,
+        [{"name": PROBA_OUTPUT, "dtype": "float32", "shape": [-1, 2], "use_column": 1}],
+        metrics=metrics, training_window=training_window, params=params, data_fingerprint=data_fingerprint)
+    files: dict[str, bytes | Path] = {"model.onnx": onnx_bytes, **(extra_files or {})}
+    path = write_artifact(repo, manifest, files)
+    log.info("exported %s -> %s (parity %.1e on %d rows)", name, path, diff, len(X_check))
+    return path
+
+
+def lightgbm_manifest(name: str, kind: str, model: lgb.LGBMModel, feature_names: list[str],
+                      outputs: list[dict[str, Any]], *, metrics: dict[str, Any], training_window: dict[str, str],
+                      params: dict[str, Any] | None = None, data_fingerprint: str = "") -> Manifest:
+    """The manifest every exported LightGBM model gets: one float32 input `features` of the listed
+    feature names, the given outputs, its LightGBM parameters and best iteration (+ params)."""
+    return Manifest(
         name=name,
-        kind="lightgbm-binary",
+        kind=kind,
         features=list(feature_names),
         inputs=[{"name": INPUT_NAME, "dtype": "float32", "shape": [-1, len(feature_names)]}],
-        outputs=[{"name": PROBA_OUTPUT, "dtype": "float32", "shape": [-1, 2], "use_column": 1}],
+        outputs=outputs,
         training_window=training_window,
         metrics=metrics,
         params={"lightgbm": {k: v for k, v in model.get_params().items() if _jsonable(v)},
                 "best_iteration": int(model.best_iteration_ or model.n_estimators), **(params or {})},
         data_fingerprint=data_fingerprint,
     )
-    files: dict[str, bytes | Path] = {"model.onnx": onnx_bytes, **(extra_files or {})}
-    path = write_artifact(repo, manifest, files)
-    log.info("exported %s -> %s (parity %.1e on %d rows)", name, path, diff, len(X_check))
-    return path
 
 
 def _jsonable(v: Any) -> bool:
