@@ -23,11 +23,14 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tenure.data import Shop
+from tenure.errors import DataError
 from training.btyd import BetaGeoFitter, GammaGammaFitter, NotFittedError, rfm_summary
 
 logger = logging.getLogger(__name__)
@@ -252,7 +255,43 @@ def test_bgnbd_fit_validation_and_not_fitted() -> None:
         BetaGeoFitter(penalizer_coef=-1.0).fit([1, 2], [1.0, 1.0], [2.0, 5.0])
 
 
+def _simulate_bgnbd(
+    rng: np.random.Generator, n: int, r: float, alpha: float, a: float, b: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, t_x, T) drawn from the BG/NBD itself: Poisson purchases at rate lambda ~ Gamma(r, alpha)
+    over T ~ U(20, 40), dropout with p ~ Beta(a, b) after each repeat purchase."""
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    p = rng.beta(a, b, n)
+    big_t = rng.uniform(20, 40, n)
+    x, t_x = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        t = rng.exponential(1.0 / lam[i])
+        while t <= big_t[i]:
+            x[i] += 1
+            t_x[i] = t
+            if rng.random() < p[i]:
+                break
+            t += rng.exponential(1.0 / lam[i])
+    return x, t_x, big_t
+
+
+def test_fit_converges_on_well_posed_data() -> None:
+    # Data from the model itself have an interior maximum: the optimiser must report convergence,
+    # and the MLE is at least as likely as the true parameters and near them.
+    true = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}
+    x, t_x, big_t = _simulate_bgnbd(np.random.default_rng(0), 2000, **true)
+    model = BetaGeoFitter().fit(x, t_x, big_t)
+    assert model.converged_
+    ll_true = BetaGeoFitter._log_likelihood(np.array(list(true.values())), x, t_x, big_t).sum()
+    assert model.log_likelihood_ >= ll_true
+    for name, value in true.items():
+        assert model.params_[name] == pytest.approx(value, rel=0.5), name
+
+
 def test_penalizer_shrinks_parameters() -> None:
+    # Poisson counts with no dropout: the unpenalised MLE is on the boundary (a, b -> inf), so where
+    # the optimiser stops (a ~ 1e10 here, 8e9 on an AMD EPYC) and whether it reports convergence
+    # depend on the CPU's floating-point path; not asserted. What holds everywhere is asserted.
     rng = np.random.default_rng(0)
     n = 500
     x = rng.poisson(2.0, n).astype(float)
@@ -260,9 +299,22 @@ def test_penalizer_shrinks_parameters() -> None:
     t_x = np.where(x > 0, big_t * rng.uniform(0.2, 1.0, n), 0.0)
     plain = BetaGeoFitter().fit(x, t_x, big_t)
     shrunk = BetaGeoFitter(penalizer_coef=0.1).fit(x, t_x, big_t)
-    assert plain.converged_
-    assert sum(v**2 for v in shrunk.params_.values()) < sum(v**2 for v in plain.params_.values())
+
+    def log_likelihood(params: dict[str, float]) -> float:
+        values = np.array([params[k] for k in ("r", "alpha", "a", "b")])
+        return float(BetaGeoFitter._log_likelihood(values, x, t_x, big_t).sum())
+
+    # log_likelihood_ is the unpenalised likelihood at params_
+    assert plain.log_likelihood_ == pytest.approx(log_likelihood(plain.params_), rel=1e-12)
+    assert shrunk.log_likelihood_ == pytest.approx(log_likelihood(shrunk.params_), rel=1e-12)
+    # the penalty costs likelihood: the plain fit is at least as good as the penalised one ...
     assert shrunk.log_likelihood_ <= plain.log_likelihood_ + 1e-9
+    # ... and as the optimiser's starting point (all parameters 1)
+    start = log_likelihood(dict.fromkeys(("r", "alpha", "a", "b"), 1.0))
+    assert plain.log_likelihood_ > start
+    # the penalty shrinks every parameter
+    for name, value in shrunk.params_.items():
+        assert 0 < value < plain.params_[name], name
 
 
 # --------------------------------------------------------------------------- Gamma-Gamma
@@ -323,10 +375,14 @@ def test_customer_lifetime_value_and_discounting() -> None:
 
 
 @pytest.fixture(scope="session")
-def cdnow_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cdnow_dir(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    real_data_or_skip: Callable[..., Path],
+) -> Path:
     """Directory with the CDNOW 1/10 sample files: data/cdnow/ if they are there, else
     fetched once from the lifetimes 0.11.3 wheel (downloaded, not installed) into the
-    pytest cache."""
+    pytest cache. No download: skip, or fail under CI=true."""
     local = REPO_ROOT / "data" / "cdnow"
     if all((local / name).exists() for name in CDNOW_SAMPLE_FILES):
         return local
@@ -334,19 +390,23 @@ def cdnow_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     target = cache.mkdir("cdnow") if cache is not None else tmp_path_factory.mktemp("cdnow")
     if all((target / name).exists() for name in CDNOW_SAMPLE_FILES):
         return target
-    wheel_dir = tmp_path_factory.mktemp("lifetimes-wheel")
-    cmd = [
-        sys.executable, "-m", "pip", "download", "lifetimes==0.11.3",
-        "--no-deps", "--only-binary", ":all:", "-d", str(wheel_dir), "-q",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
-    wheels = list(wheel_dir.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
-        pytest.skip(f"could not download the CDNOW data: {proc.stderr.strip()[-300:]}")
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        for name in CDNOW_SAMPLE_FILES:
-            (target / name).write_bytes(wheel.read(f"lifetimes/datasets/{name}"))
-    return target
+
+    def fetch() -> Path:
+        wheel_dir = tmp_path_factory.mktemp("lifetimes-wheel")
+        cmd = [
+            sys.executable, "-m", "pip", "download", "lifetimes==0.11.3",
+            "--no-deps", "--only-binary", ":all:", "-d", str(wheel_dir), "-q",
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+        wheels = list(wheel_dir.glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise DataError(f"could not download the lifetimes wheel: {proc.stderr.strip()[-300:]}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for name in CDNOW_SAMPLE_FILES:
+                (target / name).write_bytes(wheel.read(f"lifetimes/datasets/{name}"))
+        return target
+
+    return real_data_or_skip(fetch, "CDNOW 1/10 sample")
 
 
 def _load_cdnow_sample(path: Path) -> pd.DataFrame:
@@ -373,14 +433,11 @@ def cdnow_sample_summary(cdnow_dir: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def cdnow_master_summary() -> pd.DataFrame:
+def cdnow_master_summary(real_data_or_skip: Callable[..., Shop]) -> pd.DataFrame:
     from tenure.data import load_cdnow
-    from tenure.errors import DataError
 
-    try:
-        shop = load_cdnow(cache_dir=REPO_ROOT / "data")
-    except DataError as exc:  # e.g. no network to fetch the wheel
-        pytest.skip(f"CDNOW master log unavailable: {exc}")
+    # e.g. no network to fetch the wheel: skip, or fail under CI=true
+    shop = real_data_or_skip(lambda: load_cdnow(cache_dir=REPO_ROOT / "data"), "CDNOW master log")
     return rfm_summary(
         shop.transactions, CDNOW_CUTOFF, time_unit_days=7.0, observation_end=CDNOW_END
     )
@@ -448,7 +505,6 @@ def test_cdnow_master_fits(cdnow_master_summary: pd.DataFrame) -> None:
         assert bgf.params_[name] == pytest.approx(value, rel=0.01), name
     for name, published in PUBLISHED_GG.items():
         assert ggf.params_[name] == pytest.approx(published, rel=0.05), name
-    assert elapsed < 10.0
 
 
 @pytest.mark.slow

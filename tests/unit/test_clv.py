@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 
 from tenure.artifacts import latest_valid
 from tenure.data import Shop
-from tenure.errors import ArtifactError, DataError
+from tenure.errors import ArtifactError
 from tenure.features import FeatureSpace, TxArrays
 from training import clv
 from training.clv import ClvModel, export_regressor, historic_clv, onnx_spend, spend_set, train_clv
@@ -128,13 +129,10 @@ def test_export_refuses_a_parity_failure(fitted: ClvModel, tmp_path: Path, monke
 
 
 @pytest.fixture(scope="module")
-def cdnow_metrics() -> dict[str, object]:
+def cdnow_metrics(real_data_or_skip: Callable[..., Shop]) -> dict[str, object]:
     from tenure.data import load_cdnow
 
-    try:
-        shop = load_cdnow(cache_dir=REPO_ROOT / "data")
-    except DataError as exc:
-        pytest.skip(f"CDNOW master log unavailable: {exc}")
+    shop = real_data_or_skip(lambda: load_cdnow(cache_dir=REPO_ROOT / "data"), "CDNOW master log")
     space = FeatureSpace.fit(shop)
     arrays = space.encode(shop)
     # 39-week calibration 1997-01-01..1997-09-30, 39-week holdout to 1998-06-30

@@ -141,10 +141,13 @@ def test_events_of_another_process_arrive_in_the_background(tmp_path: Path) -> N
     reader = FeedbackStore(tmp_path / "f.sqlite", sync_interval_s=0.0)
     writer = FeedbackStore(tmp_path / "f.sqlite")
     writer.record([ev("c1", "p1", IMPRESSION, ts=NOW - 10)])
-    deadline = time.monotonic() + 5
-    while reader.recently_shown("c1", NOW, 7) != ["p1"]:  # the first calls start a sync, later ones see it
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    reader.recently_shown("c1", NOW, 7)  # a sync is due (interval 0): this call starts one on its own thread
+    # Wait for that sync to end, however long it takes (60 s only turns a hang into a failure); a sync
+    # thread is listed from its start() (before the call above returned) until it has read the file.
+    for t in [t for t in threading.enumerate() if t.name == "feedback-sync"]:
+        t.join(60)
+        assert not t.is_alive()
+    assert reader.recently_shown("c1", NOW, 7) == ["p1"]  # later calls see what it read
 
 
 def test_store_without_index_and_concurrent_writers(tmp_path: Path) -> None:
