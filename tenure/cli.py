@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from tenure.errors import TenureError
+
 log = logging.getLogger("tenure")
 SERVICES = ("scoring", "recommendation", "segmentation")
 
@@ -25,26 +27,38 @@ def _synth(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    import dataclasses
+
     from tenure.data import CANONICAL, ColumnMapping, load_cdnow, load_shop, read_shop
     from tenure.settings import TrainSettings
     from training.pipeline import metrics_table, read_feedback, train_all, train_cdnow
 
-    settings = TrainSettings(churn_horizon_days=args.horizon_days)
+    settings = TrainSettings.from_sources(
+        Path(args.config) if args.config else None, churn_horizon_days=args.churn_horizon_days,
+        clv_horizon_days=args.clv_horizon_days, purchase_horizons=args.purchase_horizons)
     models = Path(args.models)
     feedback = read_feedback(Path(args.state)) if args.state else None
     if args.dataset == "cdnow":
         shop = load_cdnow(cache_dir=Path(args.data))
-        results = train_cdnow(shop, models, settings)
+    elif args.dataset == "completejourney":
+        from tenure.datasets import load_completejourney
+
+        shop = load_completejourney(cache_dir=Path(args.data))
     elif args.transactions:
         mapping = ColumnMapping.from_json(args.mapping) if args.mapping else CANONICAL
         shop, report = load_shop(args.transactions, mapping=mapping, customers_path=args.customers_file)
         print(report.summary())
-        results = train_all(shop, models, settings, feedback=feedback)
     else:
         shop = read_shop(args.shop)
+    if args.name:
+        shop = dataclasses.replace(shop, name=args.name)
+    name = shop.name
+    if args.dataset == "cdnow":
+        results = train_cdnow(shop, models, settings)
+    else:
         results = train_all(shop, models, settings, feedback=feedback)
-    print(f"\nHoldout metrics ({shop.name}; time split, never tuned on the holdout window):\n")
-    print(metrics_table(results, shop.name))
+    print(f"\nHoldout metrics ({name}; time split, never tuned on the holdout window):\n")
+    print(metrics_table(results, name))
     print()
     if feedback is not None and len(feedback) and args.dataset != "cdnow":
         from tenure.feedback import position_report
@@ -218,13 +232,20 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("train", help="train, evaluate and export models to the repository")
     p.add_argument("--shop", default="data/shop", help="a shop directory written by `tenure synth`")
-    p.add_argument("--dataset", choices=["shop", "cdnow"], default="shop")
+    p.add_argument("--dataset", choices=["shop", "cdnow", "completejourney"], default="shop",
+                   help="shop: --shop or --transactions; cdnow / completejourney: the public real logs (fetched)")
     p.add_argument("--transactions", help="a CSV/Parquet export to train on instead of --shop")
     p.add_argument("--mapping", help="JSON column mapping for --transactions")
     p.add_argument("--customers-file", help="optional customers CSV/Parquet for --transactions")
-    p.add_argument("--data", default="data", help="cache directory (CDNOW)")
+    p.add_argument("--name", help="the dataset's name in the metrics table and manifests (default: the file's stem)")
+    p.add_argument("--data", default="data", help="cache directory (CDNOW, The Complete Journey)")
     p.add_argument("--models", default="models")
-    p.add_argument("--horizon-days", type=int, default=90, help="churn horizon")
+    p.add_argument("--config", help="JSON file of training settings (field names of tenure.settings.TrainSettings); "
+                   "TENURE_<FIELD> in the environment and the flags below override it")
+    p.add_argument("--churn-horizon-days", "--horizon-days", type=int, dest="churn_horizon_days",
+                   help="churn = no order within this many days (default 90)")
+    p.add_argument("--clv-horizon-days", type=int, help="predicted CLV covers this many days (default 365)")
+    p.add_argument("--purchase-horizons", help="P(order within N days) for each N, comma-separated (default 7,30,90)")
     p.add_argument("--state", help="the recommendation service's state directory: its recorded feedback "
                    "(feedback.sqlite) joins the propensity training set")
     p.set_defaults(func=_train)
@@ -289,8 +310,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", default="models")
     p.set_defaults(func=_run)
 
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", help="print the traceback of an error")
     args = parser.parse_args(argv)
-    args.func(args)
+    if args.debug:
+        os.environ["TENURE_DEBUG"] = "1"
+    try:
+        args.func(args)
+    except TenureError as exc:
+        # bad input (file, column, value, not enough history): one line, exit 2
+        if args.debug:
+            raise
+        print(f"tenure {args.command}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -59,6 +59,9 @@ PRODUCT_COLUMNS: tuple[str, ...] = ("product_id", "name", "category", "price")
 STRING_DTYPE = "str"
 """dtype of every text column (pandas' default string dtype, holding python str)."""
 
+NO_PRODUCT = "(all)"
+"""The one product of an order log that has no product column."""
+
 UNKNOWN = "unknown"
 """Stands in for a missing category/channel/store/gender/region, so text columns hold no NaN."""
 
@@ -87,7 +90,11 @@ class Shop:
     products: pd.DataFrame | None
 
 
+_REQUIRED_MAPPING_FIELDS: tuple[str, ...] = ("customer_id", "ts")
 _OPTIONAL_MAPPING_FIELDS: tuple[str, ...] = (
+    "order_id",
+    "product_id",
+    "quantity",
     "unit_price",
     "amount",
     "category",
@@ -103,8 +110,14 @@ _OPTIONAL_MAPPING_FIELDS: tuple[str, ...] = (
 class ColumnMapping:
     """Which source column feeds each canonical field, plus parsing options.
 
-    ``unit_price`` or ``amount`` (or both) must be set: without ``amount`` the line amount is
-    ``quantity * unit_price``. Optional fields left ``None`` are simply not loaded.
+    Only ``customer_id`` and ``ts`` are required, plus ``unit_price`` or ``amount`` (or both):
+    without ``amount`` the line amount is ``quantity * unit_price``. An order log without an order
+    id makes one order per customer and timestamp; without a product id every line is one
+    placeholder product (:data:`NO_PRODUCT`: recommendations are skipped); without a quantity each
+    line is one unit. Optional fields left ``None`` are simply not loaded. ``timezone`` is the
+    shop's time zone: timestamps with a UTC offset are converted to it, timestamps without one are
+    taken as already in it (without ``timezone``, offsets are converted to UTC). Exact duplicate
+    lines (every mapped column equal) are dropped and counted unless ``keep_duplicates``.
     ``region`` feeds the customers table (not transactions). ``cancel_prefix`` marks order ids
     that are cancellations (``"C"`` in the UCI Online Retail export). ``return_flag`` names a
     boolean-ish column (true/false, yes/no, 1/0) marking returns. With ``skip_missing_optional``
@@ -113,10 +126,10 @@ class ColumnMapping:
     """
 
     customer_id: str
-    order_id: str
     ts: str
-    product_id: str
-    quantity: str
+    order_id: str | None = None
+    product_id: str | None = None
+    quantity: str | None = None
     unit_price: str | None = None
     amount: str | None = None
     category: str | None = None
@@ -128,26 +141,36 @@ class ColumnMapping:
     cancel_prefix: str | None = None
     date_format: str | None = None
     dayfirst: bool = False
+    timezone: str | None = None
+    keep_duplicates: bool = False
     skip_missing_optional: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("customer_id", "order_id", "ts", "product_id", "quantity"):
+        for name in _REQUIRED_MAPPING_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise DataError(
                     f"column mapping: '{name}' must name a source column, got {value!r}"
                 )
-        for name in _OPTIONAL_MAPPING_FIELDS + ("cancel_prefix", "date_format"):
+        for name in _OPTIONAL_MAPPING_FIELDS + ("cancel_prefix", "date_format", "timezone"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise DataError(
                     f"column mapping: '{name}' must be a non-empty string or null, got {value!r}"
                 )
-        for name in ("dayfirst", "skip_missing_optional"):
+        for name in ("dayfirst", "keep_duplicates", "skip_missing_optional"):
             if not isinstance(getattr(self, name), bool):
                 raise DataError(f"column mapping: '{name}' must be true or false")
         if self.unit_price is None and self.amount is None:
             raise DataError("column mapping: set 'unit_price' or 'amount' (or both)")
+        if self.amount is None and self.quantity is None:
+            raise DataError("column mapping: 'unit_price' without 'amount' needs 'quantity' (amount = quantity x unit_price)")
+        if self.timezone is not None:
+            try:
+                pd.Timestamp("2000-01-01").tz_localize(self.timezone)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise DataError(f"column mapping: 'timezone' must be a time zone name like 'Europe/Berlin', "
+                                f"got {self.timezone!r}") from exc
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ColumnMapping:
@@ -159,9 +182,7 @@ class ColumnMapping:
             raise DataError(
                 f"column mapping: unknown keys {unknown}; known keys are {sorted(known)}"
             )
-        missing = [
-            n for n in ("customer_id", "order_id", "ts", "product_id", "quantity") if n not in items
-        ]
+        missing = [n for n in _REQUIRED_MAPPING_FIELDS if n not in items]
         if missing:
             raise DataError(f"column mapping: missing required keys {missing}")
         return cls(**items)
@@ -227,15 +248,18 @@ class LoadReport:
     dropped: dict[str, int] = field(default_factory=dict)
     returns: int = 0
     source: str = ""
+    notes: list[str] = field(default_factory=list)
+    """What the loader did beyond dropping rows: missing optional columns, time zones, ..."""
 
     def summary(self) -> str:
-        """One line: rows read/loaded, drops per reason, returns."""
+        """Rows read/loaded, drops per reason, returns; then one line per note."""
         drops = ", ".join(f"{k}={v:,}" for k, v in sorted(self.dropped.items())) or "none"
         prefix = f"{self.source}: " if self.source else ""
-        return (
+        line = (
             f"{prefix}read {self.rows_read:,} rows, loaded {self.rows_loaded:,} "
             f"(dropped: {drops}); {self.returns:,} return lines"
         )
+        return "\n".join([line, *(f"  - {n}" for n in self.notes)])
 
 
 @dataclass(frozen=True)
@@ -321,6 +345,40 @@ def _parse_datetime(
     )
     _fail_first(bad, raw, where, column, "a date", hint)
     return parsed.astype("datetime64[ns]")
+
+
+_OFFSET = r"(?:\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?))$"
+
+
+def _parse_timestamps(raw: pd.Series, where: _Where, column: str,
+                      mapping: ColumnMapping) -> tuple[pd.Series, str]:
+    """Naive timestamps in the shop's time zone (mapping.timezone, else UTC for values with an
+    offset) and a note saying what was converted ("" when nothing was)."""
+    zone = mapping.timezone or "UTC"
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        converted = raw.dt.tz_convert(zone).dt.tz_localize(None)
+        return converted.astype("datetime64[ns]"), f"timestamps with a time zone converted to {zone}"
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        return _parse_datetime(raw, where, column, mapping.date_format, mapping.dayfirst), ""
+    text = _to_text(raw)
+    aware = text.str.contains(_OFFSET, regex=True, na=False)
+    if not bool(aware.any()):
+        return _parse_datetime(raw, where, column, mapping.date_format, mapping.dayfirst), ""
+    parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+    if bool((~aware).any()):
+        parsed[~aware] = _parse_datetime(raw[~aware], where, column, mapping.date_format, mapping.dayfirst)
+    try:
+        utc = pd.to_datetime(text[aware], errors="coerce", utc=True, format=mapping.date_format,
+                             dayfirst=mapping.dayfirst)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{where.name}, column '{column}': cannot parse dates: {exc}") from exc
+    _fail_first(utc.isna(), raw[aware], where, column, "a date with a UTC offset")
+    parsed[aware] = utc.dt.tz_convert(zone).dt.tz_localize(None).astype("datetime64[ns]")
+    naive = int((~aware).sum())
+    note = f"{int(aware.sum()):,} timestamps with a UTC offset converted to {zone}"
+    if naive:
+        note += f"; {naive:,} without one taken as {zone} time"
+    return parsed, note
 
 
 def _parse_number(raw: pd.Series, where: _Where, column: str, what: str) -> pd.Series:
@@ -419,9 +477,7 @@ def _read_table(path: Path, columns: list[str]) -> tuple[pd.DataFrame, _Where]:
 def _resolve_columns(path: Path, mapping: ColumnMapping) -> dict[str, str]:
     """canonical/extra field -> source column, checking that the file has them."""
     found = _read_columns(path)
-    wanted: dict[str, str] = {
-        n: getattr(mapping, n) for n in ("customer_id", "order_id", "ts", "product_id", "quantity")
-    }
+    wanted: dict[str, str] = {n: getattr(mapping, n) for n in _REQUIRED_MAPPING_FIELDS}
     for name in _OPTIONAL_MAPPING_FIELDS:
         source = getattr(mapping, name)
         if source is None:
@@ -464,19 +520,27 @@ def _load(path: Path, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFram
     def col(name: str) -> pd.Series:
         return raw[wanted[name]]
 
+    notes: list[str] = []
     empty = raw.isna().all(axis=1) if raw.shape[1] else pd.Series(False, index=raw.index)
-    ids = {name: _to_id(col(name)) for name in _ID_FIELDS}
+    present = [name for name in _ID_FIELDS if name in wanted]
+    ids = {name: _to_id(col(name)) for name in present}
     keep = ~empty
     dropped["empty_row"] = int(empty.sum())
-    for name in _ID_FIELDS:
+    for name in present:
         missing = ids[name].isna() & keep
         dropped[f"missing_{name}"] = int(missing.sum())
         keep &= ~missing
     raw = raw[keep]
     ids = {name: s[keep] for name, s in ids.items()}
 
-    ts = _parse_datetime(col("ts"), where, wanted["ts"], mapping.date_format, mapping.dayfirst)
-    quantity = _parse_number(col("quantity"), where, wanted["quantity"], "a number")
+    ts, tz_note = _parse_timestamps(col("ts"), where, wanted["ts"], mapping)
+    if tz_note:
+        notes.append(tz_note)
+    if "quantity" in wanted:
+        quantity = _parse_number(col("quantity"), where, wanted["quantity"], "a number")
+    else:
+        quantity = pd.Series(1.0, index=raw.index)
+        notes.append("no quantity column: each line is one unit")
     unit_price = (
         _parse_number(col("unit_price"), where, wanted["unit_price"], "a price")
         if "unit_price" in wanted
@@ -487,6 +551,14 @@ def _load(path: Path, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFram
         if "amount" in wanted
         else quantity * unit_price  # type: ignore[operator]
     )
+    if "product_id" not in ids:
+        ids["product_id"] = pd.Series(NO_PRODUCT, index=raw.index, dtype=STRING_DTYPE)
+        notes.append(f"no product column: every line is one product '{NO_PRODUCT}' (churn, CLV, purchase and "
+                     "segments train; recommendations are skipped)")
+    if "order_id" not in ids:
+        stamp = ts.dt.strftime("%Y%m%dT%H%M%S")
+        ids["order_id"] = (ids["customer_id"] + "@" + stamp).astype(STRING_DTYPE)
+        notes.append("no order id column: one order per customer and timestamp")
 
     keep = quantity != 0
     dropped["zero_quantity"] = int((~keep).sum())
@@ -496,7 +568,9 @@ def _load(path: Path, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFram
         dropped["negative_price"] = int(negative.sum())
         keep &= ~negative
 
-    is_return = quantity < 0
+    # returns: a negative quantity, a negative amount (with a positive quantity: a refund line),
+    # a cancellation order id or the return flag
+    is_return = (quantity < 0) | ((amount < 0) & keep)
     if mapping.cancel_prefix is not None:
         is_return |= (
             ids["order_id"].str.startswith(mapping.cancel_prefix).fillna(False).astype(bool)
@@ -522,12 +596,19 @@ def _load(path: Path, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFram
     for name in _TEXT_FIELDS:
         if name in wanted:
             out[name] = _to_text(col(name)).fillna(UNKNOWN)
+    if "channel" not in wanted:
+        notes.append("no channel column: the best-channel model is skipped")
     extras = pd.DataFrame(index=out.index)
     extras["name"] = _to_text(col("product_name")) if "product_name" in wanted else pd.NA
     extras["unit_price"] = (
         unit_price if unit_price is not None else (amount / quantity).where(quantity != 0)
     )
     extras["region"] = _to_text(col("region")) if "region" in wanted else pd.NA
+    if not mapping.keep_duplicates:
+        # the same line twice (every mapped column equal): an export that repeats rows
+        duplicate = out.join(extras).duplicated() & keep
+        dropped["duplicate_line"] = int(duplicate.sum())
+        keep &= ~duplicate
 
     out = out[keep].sort_values(["ts", "order_id"], kind="mergesort")
     extras = extras.loc[out.index].reset_index(drop=True)
@@ -539,7 +620,12 @@ def _load(path: Path, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFram
         dropped={k: v for k, v in dropped.items() if v},
         returns=int(out["is_return"].sum()),
         source=path.name,
+        notes=notes,
     )
+    if not len(out):
+        raise DataError(f"{path.name}: no transactions to train on: {report.summary().splitlines()[0]}")
+    if not bool((~out["is_return"]).any()):
+        raise DataError(f"{path.name}: every loaded line is a return; need purchases to train on")
     logger.info("%s", report.summary())
     return out, extras, report
 

@@ -10,6 +10,10 @@ class DataError(TenureError):
     """Input data (files, columns, values) is not what was expected."""
 
 
+class NotEnoughHistory(DataError):
+    """The data's history is too short for even the shortest label window of a model."""
+
+
 class ArtifactError(TenureError):
     """A model artifact is missing, corrupt or does not match its manifest."""
 

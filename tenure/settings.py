@@ -81,11 +81,17 @@ class ServiceSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Training knobs (the CLI flags map onto these)."""
+    """Training knobs. Each can be set in a JSON config file (`tenure train --config FILE`, keys =
+    field names), as TENURE_<FIELD> in the environment, or by a CLI flag; later ones win."""
 
     churn_horizon_days: int = 90
+    """Churn = no order within this many days (a shorter history trains a shorter label window
+    and extends it to this horizon, see training.windows)."""
     clv_horizon_days: int = 365
     """Predicted CLV covers this many days after the cutoff."""
+    purchase_horizons: tuple[int, ...] = (7, 30, 90)
+    """P(an order within each of these many days); the services know 7, 30 and 90."""
+    channel_horizon_days: int = 90
     propensity_horizon_days: int = 30
     active_window_days: int = 365
     """Churn is modelled for customers with an order in this many days before the cutoff."""
@@ -94,6 +100,64 @@ class TrainSettings:
     propensity_train_customers: int = 10_000
     seed: int = 7
     lgbm_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+
+
+    def __post_init__(self) -> None:
+        from tenure.errors import DataError
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            if f.name != "seed" and any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
+                raise DataError(f"training setting {f.name}: must be at least 1, got {value}")
+        if not self.purchase_horizons:
+            raise DataError("training setting purchase_horizons: give at least one horizon, e.g. 7,30,90")
+
+    @classmethod
+    def from_sources(cls, config: Path | None = None, **overrides: Any) -> "TrainSettings":
+        """Defaults < config file (JSON object of field names) < TENURE_<FIELD> env < overrides (not None)."""
+        import json
+
+        from tenure.errors import DataError
+
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        if config is not None:
+            try:
+                data = json.loads(Path(config).read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise DataError(f"{config}: cannot read the training config: {exc}") from exc
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{config}: the training config is not valid JSON: {exc}") from exc
+            if not isinstance(data, dict):
+                raise DataError(f"{config}: the training config must be a JSON object")
+            unknown = sorted(set(data) - set(known))
+            if unknown:
+                raise DataError(f"{config}: unknown training settings {unknown}; known: {sorted(known)}")
+            values.update(data)
+        for name in known:
+            raw = os.environ.get(f"TENURE_{name.upper()}")
+            if raw is not None:
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            try:
+                if name == "purchase_horizons":
+                    out[name] = parse_horizons(value)
+                elif known[name].type == "int" and not isinstance(value, int):
+                    out[name] = int(value)
+                else:
+                    out[name] = value
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"training setting {name}: expected a whole number of days, got {value!r}") from exc
+        return cls(**out)
+
+
+def parse_horizons(value: Any) -> tuple[int, ...]:
+    """'7,30,90', [7, 30, 90] or (7,) -> (7, 30, 90): sorted, distinct whole days."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(sorted({int(str(v).strip()) for v in items if str(v).strip()}))
 
 
 def cpu_quota() -> int:

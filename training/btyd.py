@@ -318,7 +318,7 @@ def _minimize_log_params(
     return np.asarray(best.x, dtype=np.float64), converged
 
 
-def _hyp2f1(a: ArrayLike, b: ArrayLike, c: ArrayLike, z: ArrayLike) -> FloatArray:
+def _hyp2f1(a: ArrayLike, b: ArrayLike, c: ArrayLike, z: ArrayLike, quiet: bool = False) -> FloatArray:
     """``scipy.special.hyp2f1`` with a power-series fallback where it returns NaN/inf.
 
     scipy gives NaN for huge first parameters (e.g. a BG/NBD fit that degenerates to
@@ -331,7 +331,7 @@ def _hyp2f1(a: ArrayLike, b: ArrayLike, c: ArrayLike, z: ArrayLike) -> FloatArra
     bad = ~np.isfinite(out)
     if bad.any():
         out[bad] = _hyp2f1_series(a_[bad], b_[bad], c_[bad], z_[bad])
-        if not np.isfinite(out[bad]).all():
+        if not quiet and not np.isfinite(out[bad]).all():
             logger.warning("hyp2f1: %d value(s) could not be evaluated", (~np.isfinite(out)).sum())
     return out
 
@@ -533,7 +533,14 @@ class BetaGeoFitter:
         t_b, x, t_x, big_t = np.broadcast_arrays(t, x, t_x, T)
         z = t_b / (alpha + big_t + t_b)
         c = a + b + x - 1.0
-        tail = np.exp((a - 1.0) * np.log1p(-z)) * _hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
+        tail = np.exp((a - 1.0) * np.log1p(-z)) * _hyp2f1(a + b - 1.0 - r, a - 1.0, c, z, quiet=True)
+        bad = ~np.isfinite(tail)
+        if bad.any():
+            # a fit without identified dropout (a, b -> inf) makes the transformed series cancel;
+            # the untransformed form converges there: ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; c; z)
+            xb, Tb, tb, zb, cb = x[bad], big_t[bad], t_b[bad], z[bad], c[bad]
+            tail[bad] = np.exp((r + xb) * (np.log(alpha + Tb) - np.log(alpha + Tb + tb))) * _hyp2f1(
+                r + xb, b + xb, cb, zb)
         numerator = c / (a - 1.0) * (1.0 - tail)
         result = numerator * np.exp(-np.logaddexp(0.0, self._log_odds_dead(x, t_x, big_t)))
         return np.where(t_b == 0, 0.0, result)

@@ -40,6 +40,7 @@ from tenure.errors import ArtifactError, DataError
 from tenure.features import FeatureSpace, TxArrays, to_days
 from training.export import INPUT_NAME, PARITY_TOLERANCE, PROBA_OUTPUT, lightgbm_manifest, lightgbm_to_onnx
 from training.lgbm import fit_classifier
+from training.windows import History, NotEnoughHistory
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +153,13 @@ class ChannelModel:
     def fit(self, shop: Shop, space: FeatureSpace, arrays: TxArrays, end: pd.Timestamp) -> "ChannelModel":
         classes = channel_classes(space)
         train_cutoffs, holdout_cutoff = self.cutoffs(end)
-        first = to_days(shop.transactions["ts"].min())
+        history = History.of(shop.transactions)
         sets = [channel_set(space, arrays, shop.customers, c, self.horizon_days, classes)
-                for c in train_cutoffs if to_days(c) - first >= 60]
+                for c in train_cutoffs if history.has_features(c)]
         sets = [s for s in sets if len(s.y)]
         if not sets:
-            raise DataError(f"channel model: not enough history for a {self.horizon_days}-day horizon")
+            raise NotEnoughHistory(f"channel model: not enough history for a {self.horizon_days}-day horizon: "
+                                   f"{history.describe()}")
         y_all = np.concatenate([s.y for s in sets])
         present = np.flatnonzero(np.bincount(y_all, minlength=len(classes)) > 0)
         if len(present) < 2:

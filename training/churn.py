@@ -1,7 +1,8 @@
 """Churn: P(no purchase in the next H days) for customers active in the last year.
 
 Time split: the holdout cutoff is the last one whose label window fits in the data
-(end - H); training cutoffs step back from (holdout - H) so that no training label window
+(end - H; H is the asked horizon or, for a short history, the longest label window that fits,
+see training.windows); training cutoffs step back from (holdout - H) so that no training label window
 overlaps the holdout window. Early stopping uses a customer split of the training rows only.
 Baselines on the same holdout rows: recency alone, and BG/NBD expected purchases in H days.
 """
@@ -20,6 +21,7 @@ from tenure.features import FeatureSpace, TxArrays, to_days
 from training import metrics as M
 from training.btyd import BetaGeoFitter, rfm_summary
 from training.lgbm import fit_classifier, positive_proba
+from training.windows import History, NotEnoughHistory, bgnbd_exponent, extrapolation_note
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +56,24 @@ class ChurnModel:
         self.seed = seed
         self.threads = threads
 
-    def cutoffs(self, end: pd.Timestamp) -> tuple[list[pd.Timestamp], pd.Timestamp]:
-        H = pd.Timedelta(days=self.horizon_days)
+    def cutoffs(self, end: pd.Timestamp, label_days: int | None = None) -> tuple[list[pd.Timestamp], pd.Timestamp]:
+        H = pd.Timedelta(days=label_days or self.horizon_days)
         holdout = end - H
         train = [holdout - H - pd.Timedelta(days=self.cutoff_step_days * k) for k in range(self.n_train_cutoffs)]
         return train, holdout
 
     def fit(self, shop: Shop, space: FeatureSpace, arrays: TxArrays, end: pd.Timestamp) -> "ChurnModel":
-        train_cutoffs, holdout_cutoff = self.cutoffs(end)
-        first = to_days(shop.transactions["ts"].min())
-        sets = [churn_set(space, arrays, shop.customers, c, self.horizon_days, self.active_window_days)
-                for c in train_cutoffs if to_days(c) - first >= 60]
+        """Labels of `label_days_` = the asked horizon, or the longest window the history allows
+        (training.windows); a shorter window is extended to the asked horizon by a survival power
+        calibrated on BG/NBD at the end of the data (`horizon_exponent_`, 1 when not needed)."""
+        history = History.of(shop.transactions)
+        self.label_days_ = history.label_days(self.horizon_days, "churn")
+        train_cutoffs, holdout_cutoff = self.cutoffs(end, self.label_days_)
+        sets = [churn_set(space, arrays, shop.customers, c, self.label_days_, self.active_window_days)
+                for c in train_cutoffs if history.has_features(c)]
         if not sets:
-            raise ValueError(f"not enough history for churn with horizon {self.horizon_days} days")
+            raise NotEnoughHistory(f"churn: not enough history for a {self.label_days_}-day label window: "
+                                   f"{history.describe()}")
         X = np.concatenate([s.X for s in sets])
         y = np.concatenate([s.y for s in sets])
         groups = np.concatenate([s.codes for s in sets])
@@ -75,8 +82,10 @@ class ChurnModel:
         self.train_cutoffs_ = [s.cutoff for s in sets]
         self.holdout_cutoff_ = holdout_cutoff
         self.train_rows_ = int(len(y))
-        self.holdout_ = churn_set(space, arrays, shop.customers, holdout_cutoff, self.horizon_days,
+        self.holdout_ = churn_set(space, arrays, shop.customers, holdout_cutoff, self.label_days_,
                                   self.active_window_days)
+        self.horizon_exponent_ = (1.0 if self.label_days_ >= self.horizon_days else
+                                  bgnbd_exponent(shop.transactions, end, self.label_days_, self.horizon_days))
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -92,9 +101,13 @@ class ChurnModel:
         ids = arrays.customer_ids[h.codes]
         s = summary.reindex(ids)
         expected = bgf.conditional_expected_number_of_purchases_up_to_time(
-            self.horizon_days, s["frequency"].to_numpy(), s["recency"].to_numpy(), s["T"].to_numpy())
+            self.label_days_, s["frequency"].to_numpy(), s["recency"].to_numpy(), s["T"].to_numpy())
         expected = np.asarray(expected, dtype=np.float64)
         return {
+            "horizon_days": self.horizon_days,
+            "label_days": self.label_days_,
+            "horizon_exponent": self.horizon_exponent_,
+            "note": extrapolation_note(self.label_days_, self.horizon_days, self.horizon_exponent_),
             "holdout_cutoff": str(h.cutoff.date()),
             "holdout_rows": int(len(h.y)),
             "holdout_churn_rate": float(h.y.mean()),

@@ -18,6 +18,10 @@ Time split (nothing after the holdout cutoff ``end - horizon`` is used for fitti
   horizon before the holdout, customers dormant longer than the shop's age at that cutoff get the
   prediction of the most dormant customers seen, and the forecast drifts up.) Tiling a year
   averages seasonality out of the stacked rate.
+* Short histories (training.windows): the label window shrinks until two of them and the features'
+  history fit, and the holdout window covers what is left (at most the horizon). A horizon longer
+  than the holdout (e.g. 365 days from 9 months of orders) is forecast at the same daily rate; the
+  holdout metrics compare the forecast's share of the holdout window (``holdout_days``).
 * Target: net spend in the label window per day x ``horizon_days`` (negative windows, i.e. more
   returned than bought, count as 0), so the raw model output is the horizon's spend at the label
   window's rate.
@@ -64,8 +68,10 @@ from tenure.data import Shop
 from tenure.errors import ArtifactError
 from tenure.features import FeatureSpace, TxArrays, to_days
 from training.btyd import BetaGeoFitter, GammaGammaFitter, rfm_summary
+from training.contrib import snap_onnx_thresholds
 from training.export import INPUT_NAME, lightgbm_manifest
 from training.lgbm import fit_regressor
+from training.windows import History, NotEnoughHistory
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +143,8 @@ class ClvModel:
                  min_history_days: int = 60, max_windows: int = 12, seed: int = 7, threads: int = 1,
                  baseline_penalizer: float = 0.0) -> None:
         self.horizon_days = horizon_days
-        self.label_days = min(label_days, horizon_days)
+        self.label_days = self.asked_label_days = min(label_days, horizon_days)
+        self.holdout_days_ = horizon_days
         self.season_days = season_days
         self.min_history_days = min_history_days
         self.max_windows = max_windows
@@ -145,21 +152,36 @@ class ClvModel:
         self.threads = threads
         self.baseline_penalizer = baseline_penalizer
 
-    def cutoffs(self, end: pd.Timestamp) -> tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp]:
+    def plan(self, history: History | None) -> tuple[int, int]:
+        """(label window, holdout window) in days. With a history too short for the asked windows the
+        label window shrinks so that two fit (training.windows), and the holdout covers what is left
+        after the features' history and one label window, at most the horizon."""
+        if history is None:
+            return self.asked_label_days, self.horizon_days
+        label = history.label_days(self.asked_label_days, "clv")
+        return label, int(min(self.horizon_days, history.days - history.feature_days - label))
+
+    def cutoffs(self, end: pd.Timestamp, history: History | None = None
+                ) -> tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp]:
         """(training cutoffs newest first, holdout cutoff, decay cutoff), before the history filter."""
-        holdout = end - pd.Timedelta(days=self.horizon_days)
-        n = min(self.max_windows, max(1, self.season_days // self.label_days))
-        train = [holdout - pd.Timedelta(days=self.label_days * (k + 1)) for k in range(n)]
+        label, holdout_days = self.plan(history)
+        holdout = end - pd.Timedelta(days=holdout_days)
+        n = min(self.max_windows, max(1, self.season_days // label))
+        train = [holdout - pd.Timedelta(days=label * (k + 1)) for k in range(n)]
         return train, holdout, holdout - pd.Timedelta(days=self.horizon_days)
 
     def fit(self, shop: Shop, space: FeatureSpace, arrays: TxArrays, end: pd.Timestamp) -> "ClvModel":
-        train_cutoffs, holdout_cutoff, decay_cutoff = self.cutoffs(pd.Timestamp(end))
-        first = to_days(shop.transactions["ts"].min())
-        has_history = [to_days(c) - first >= self.min_history_days for c in (*train_cutoffs, decay_cutoff)]
+        history = History.of(shop.transactions)
+        self.label_days, self.holdout_days_ = self.plan(history)
+        train_cutoffs, holdout_cutoff, decay_cutoff = self.cutoffs(pd.Timestamp(end), history)
+        first = to_days(history.first)
+        min_history = min(self.min_history_days, history.feature_days)
+        has_history = [to_days(c) - first >= min_history for c in (*train_cutoffs, decay_cutoff)]
         sets = [spend_set(space, arrays, shop.customers, c, self.label_days)
                 for c, ok in zip(train_cutoffs, has_history) if ok]
         if not sets:
-            raise ValueError(f"not enough history for CLV with horizon {self.horizon_days} days")
+            raise NotEnoughHistory(f"clv: not enough history for a {self.label_days}-day label window: "
+                                   f"{history.describe()}")
         per_day_to_horizon = self.horizon_days / self.label_days
         X = np.concatenate([s.X for s in sets])
         y = np.concatenate([np.maximum(s.spend, 0.0) * per_day_to_horizon for s in sets])
@@ -179,7 +201,7 @@ class ClvModel:
                 self.decay_factor_, self.decay_cutoff_ = ratio, decay_cutoff
             else:
                 log.warning("clv: decay factor undefined at %s (ratio %s); using 1", decay_cutoff.date(), ratio)
-        self.holdout_ = spend_set(space, arrays, shop.customers, holdout_cutoff, self.horizon_days)
+        self.holdout_ = spend_set(space, arrays, shop.customers, holdout_cutoff, self.holdout_days_)
         log.info("clv: %d rows from cutoffs %s, label %d days, decay factor %.3f", self.train_rows_,
                  [str(c.date()) for c in self.train_cutoffs_], self.label_days, self.decay_factor_)
         return self
@@ -198,14 +220,18 @@ class ClvModel:
         """Holdout metrics of the model next to BG/NBD x Gamma-Gamma (flat, JSON-able)."""
         h = self.holdout_
         actual = h.spend
-        pred = self.predict(h.X)
+        # a holdout shorter than the horizon (short history) is compared with the forecast's share of it
+        pred = self.predict(h.X) * (self.holdout_days_ / self.horizon_days)
         base, base_params = bgnbd_gg_spend(shop.transactions, h.cutoff, arrays.customer_ids[h.codes],
-                                           self.horizon_days, self.baseline_penalizer)
+                                           self.holdout_days_, self.baseline_penalizer)
         total = float(actual.sum())
         rescaled = base * (pred.sum() / base.sum()) if base.sum() > 0 else base
         return {
             "holdout_cutoff": str(h.cutoff.date()),
-            "holdout_end": str((h.cutoff + pd.Timedelta(days=self.horizon_days)).date()),
+            "holdout_end": str((h.cutoff + pd.Timedelta(days=self.holdout_days_)).date()),
+            "holdout_days": self.holdout_days_,
+            "note": (f"holdout covers {self.holdout_days_} of the {self.horizon_days} days (history too short); "
+                     "the forecast beyond is the same daily rate" if self.holdout_days_ < self.horizon_days else ""),
             "holdout_rows": int(len(actual)),
             "horizon_days": self.horizon_days,
             "label_days": self.label_days,
@@ -252,6 +278,9 @@ def _pct(predicted: float, actual: float) -> float:
 def regressor_to_onnx(model: lgb.LGBMRegressor, n_features: int, scale: float = 1.0) -> bytes:
     """ONNX graph `features` float32 [N, n_features] -> `spend` float32 [N, 1] = scale x prediction."""
     onx = convert_lightgbm(model, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))])
+    # the same exact-split snapping as the classifiers (training.contrib): without it a value equal to a
+    # rounded-up threshold goes the wrong way (5e-3 relative on real data)
+    onx = onnx.load_from_string(snap_onnx_thresholds(onx.SerializeToString(), model))
     graph = onx.graph
     raw = graph.output[0].name
     graph.initializer.append(numpy_helper.from_array(np.array([scale], dtype=np.float32), "spend_scale"))
@@ -323,7 +352,8 @@ def train_clv(shop: Shop, repo: Path, space: FeatureSpace, arrays: TxArrays, end
         training_window={"data_start": str(shop.transactions["ts"].min().date()),
                          "train_cutoffs": ",".join(str(c.date()) for c in model.train_cutoffs_),
                          "holdout_cutoff": str(model.holdout_cutoff_.date()), "holdout_label_end": str(end.date())},
-        params={"horizon_days": horizon_days, "label_days": model.label_days, "decay_factor": model.decay_factor_,
+        params={"horizon_days": horizon_days, "label_days": model.label_days, "holdout_days": model.holdout_days_,
+                "decay_factor": model.decay_factor_,
                 "historic_feature": HISTORIC_FEATURE, "dataset": shop.name},
         data_fingerprint=data_fingerprint,
         scale=model.decay_factor_,

@@ -7,7 +7,9 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+import onnx
 import onnxruntime as ort
+from onnx import helper, numpy_helper
 from onnxmltools import convert_lightgbm
 from onnxmltools.convert.common.data_types import FloatTensorType
 
@@ -35,6 +37,44 @@ def lightgbm_to_onnx(model: lgb.LGBMModel, n_features: int) -> bytes:
     return snap_onnx_thresholds(onx.SerializeToString(), model)
 
 
+def extend_horizon_graph(onnx_bytes: bytes, exponent: float, positive_is_none: bool) -> bytes:
+    """Append to a binary model's graph the survival power of training.windows: P(no purchase within
+    the asked horizon) = P(no purchase within the label window) ** exponent. `positive_is_none`: class
+    1 is "no purchase" (churn) rather than "purchase". The output keeps its name and [N, 2] layout."""
+    onx = onnx.load_from_string(onnx_bytes)
+    graph = onx.graph
+    raw = f"{PROBA_OUTPUT}_label_window"
+    for node in graph.node:
+        node.output[:] = [raw if o == PROBA_OUTPUT else o for o in node.output]
+    none_col = 1 if positive_is_none else 0
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array([none_col], dtype=np.int64), "horizon_none_column"),
+        numpy_helper.from_array(np.array(exponent, dtype=np.float32), "horizon_exponent"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "horizon_one"),
+    ])
+    graph.node.extend([
+        helper.make_node("Gather", [raw, "horizon_none_column"], ["horizon_p_none_label"], axis=1,
+                         name="horizon_none_in_label_window"),
+        helper.make_node("Pow", ["horizon_p_none_label", "horizon_exponent"], ["horizon_p_none"],
+                         name="horizon_extend"),
+        helper.make_node("Sub", ["horizon_one", "horizon_p_none"], ["horizon_p_some"], name="horizon_complement"),
+        helper.make_node("Concat", ["horizon_p_some", "horizon_p_none"] if positive_is_none
+                         else ["horizon_p_none", "horizon_p_some"], [PROBA_OUTPUT], axis=1, name="horizon_probabilities"),
+    ])
+    onnx.checker.check_model(onx)
+    return onx.SerializeToString()
+
+
+def extended_positive_proba(model: lgb.LGBMClassifier, X: np.ndarray, exponent: float,
+                            positive_is_none: bool) -> np.ndarray:
+    """What extend_horizon_graph computes, from LightGBM (float64)."""
+    p = positive_proba(model, X)
+    if exponent == 1.0:
+        return p
+    none = np.power(p if positive_is_none else 1.0 - p, exponent)
+    return none if positive_is_none else 1.0 - none
+
+
 def onnx_positive_proba(onnx_bytes: bytes, X: np.ndarray) -> np.ndarray:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -42,10 +82,11 @@ def onnx_positive_proba(onnx_bytes: bytes, X: np.ndarray) -> np.ndarray:
     return sess.run([PROBA_OUTPUT], {INPUT_NAME: np.ascontiguousarray(X, dtype=np.float32)})[0][:, 1]
 
 
-def parity(model: lgb.LGBMClassifier, onnx_bytes: bytes, X: np.ndarray) -> float:
+def parity(model: lgb.LGBMClassifier, onnx_bytes: bytes, X: np.ndarray, exponent: float = 1.0,
+           positive_is_none: bool = False) -> float:
     """Max abs difference between ONNX and LightGBM P(class 1) on the given rows."""
     X = np.ascontiguousarray(X, dtype=np.float32)
-    expected = positive_proba(model, X)
+    expected = extended_positive_proba(model, X, exponent, positive_is_none)
     got = onnx_positive_proba(onnx_bytes, X)
     return float(np.max(np.abs(expected - got))) if len(X) else 0.0
 
@@ -62,17 +103,26 @@ def export_binary(
     params: dict[str, Any] | None = None,
     data_fingerprint: str = "",
     extra_files: dict[str, bytes] | None = None,
+    horizon_exponent: float = 1.0,
+    positive_is_none: bool = False,
 ) -> Path:
-    """Convert, check parity on X_check (held-out rows), write models/<name>/<version>/."""
+    """Convert, check parity on X_check (held-out rows), write models/<name>/<version>/.
+
+    horizon_exponent != 1: the model was trained on a label window shorter than the horizon it
+    answers; the graph extends it (extend_horizon_graph) and parity checks the extended output."""
     onnx_bytes = lightgbm_to_onnx(model, len(feature_names))
-    diff = parity(model, onnx_bytes, X_check)
+    if horizon_exponent != 1.0:
+        onnx_bytes = extend_horizon_graph(onnx_bytes, horizon_exponent, positive_is_none)
+    diff = parity(model, onnx_bytes, X_check, horizon_exponent, positive_is_none)
     if not diff <= PARITY_TOLERANCE:
         raise ArtifactError(f"{name}: ONNX differs from LightGBM by {diff:.2e} (> {PARITY_TOLERANCE})", model=name)
     metrics = {**metrics, "onnx_parity_max_abs_diff": diff, "onnx_parity_rows": int(len(X_check))}
     manifest = lightgbm_manifest(
         name, "lightgbm-binary", model, feature_names,
         [{"name": PROBA_OUTPUT, "dtype": "float32", "shape": [-1, 2], "use_column": 1}],
-        metrics=metrics, training_window=training_window, params=params, data_fingerprint=data_fingerprint)
+        metrics=metrics, training_window=training_window,
+        params={**(params or {}), **({"horizon_exponent": horizon_exponent} if horizon_exponent != 1.0 else {})},
+        data_fingerprint=data_fingerprint)
     files: dict[str, bytes | Path] = {"model.onnx": onnx_bytes, **(extra_files or {})}
     path = write_artifact(repo, manifest, files)
     log.info("exported %s -> %s (parity %.1e on %d rows)", name, path, diff, len(X_check))

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +19,7 @@ from tenure.errors import DataError
 from tenure.features import PAIR_FEATURES, AffinityState, FeatureSpace, TxArrays, product_table
 from tenure.settings import TrainSettings
 from tenure.store import Catalog, FeatureSnapshot
-from training.channel import train_channel
+from training.channel import has_channels, train_channel
 from training.churn import ChurnModel
 from training.clusters import train_clusters
 from training.clv import train_clv
@@ -24,6 +28,7 @@ from training.export import export_binary
 from training.lookalike import VALUE_FEATURES, LookalikeModel, default_seed
 from training.propensity import PropensityModel
 from training.purchase import train_purchase
+from training.windows import History
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +60,23 @@ def train_churn(shop: Shop, repo: Path, settings: TrainSettings, name: str = "ch
     metrics = model.evaluate(shop, arrays)
     metrics["train_rows"] = model.train_rows_
     metrics["train_seconds"] = round(time.perf_counter() - t0, 1)
+    label = pd.Timedelta(days=model.label_days_)
     path = export_binary(
         repo, name, model.model_, space.names, model.holdout_.X[:5_000],
         metrics=metrics,
-        training_window={**_window(start, model.train_cutoffs_[0], model.train_cutoffs_[0] + pd.Timedelta(days=settings.churn_horizon_days)),
+        training_window={**_window(start, model.train_cutoffs_[0], model.train_cutoffs_[0] + label),
                          "train_cutoffs": ",".join(str(c.date()) for c in model.train_cutoffs_),
                          "holdout_cutoff": str(model.holdout_cutoff_.date()), "holdout_label_end": str(end.date())},
-        params={"horizon_days": settings.churn_horizon_days, "active_window_days": settings.active_window_days,
-                "dataset": shop.name},
+        params={"horizon_days": settings.churn_horizon_days, "label_days": model.label_days_,
+                "active_window_days": settings.active_window_days, "dataset": shop.name},
         data_fingerprint=fingerprint(shop),
+        horizon_exponent=model.horizon_exponent_, positive_is_none=True,
     )
     # The churn model's own tree contributions, for the reasons the services give.
-    export_contributions(repo, f"{name}-contributions", model.model_, space.names, model.holdout_.X[:5_000],
-                         explains=name, training_window={"holdout_cutoff": str(model.holdout_cutoff_.date())},
-                         data_fingerprint=fingerprint(shop))
-    return {"name": name, "path": str(path), "metrics": metrics}
+    contributions = export_contributions(
+        repo, f"{name}-contributions", model.model_, space.names, model.holdout_.X[:5_000], explains=name,
+        training_window={"holdout_cutoff": str(model.holdout_cutoff_.date())}, data_fingerprint=fingerprint(shop))
+    return {"name": name, "path": str(path), "metrics": metrics, "extra_paths": [str(contributions)]}
 
 
 CDNOW_CALIBRATION_END = pd.Timestamp("1997-10-01")
@@ -84,9 +91,10 @@ def train_cdnow(shop: Shop, repo: Path, settings: TrainSettings) -> list[dict[st
     arrays = space.encode(shop)
     end = data_end(shop)
     horizon = int((end - CDNOW_CALIBRATION_END).days)
-    return [train_churn(shop, repo, settings, name="churn-cdnow", space=space),
-            train_clv(shop, repo, space, arrays, end, horizon_days=horizon, seed=settings.seed,
-                      threads=settings.lgbm_threads, name="clv-cdnow", data_fingerprint=fingerprint(shop))]
+    return staged(repo, lambda stage: [
+        train_churn(shop, stage, settings, name="churn-cdnow", space=space),
+        train_clv(shop, stage, space, arrays, end, horizon_days=horizon, seed=settings.seed,
+                  threads=settings.lgbm_threads, name="clv-cdnow", data_fingerprint=fingerprint(shop))])
 
 
 def read_feedback(state_dir: Path) -> pd.DataFrame | None:
@@ -100,59 +108,172 @@ def read_feedback(state_dir: Path) -> pd.DataFrame | None:
     return FeedbackStore(path, index_days=0).read_events()
 
 
+CORE_MODELS = ("churn", "clv", "purchase_")
+"""A run publishes nothing unless at least one of these passed its checks."""
+MIN_TRAIN_ROWS = 100
+"""A model trained on fewer labelled rows is not published."""
+MIN_HOLDOUT_ROWS = 30
+MIN_AUC = 0.55
+"""A classifier whose holdout AUC is below this (at chance, or constant predictions) is not published."""
+
+
+def sanity_problem(result: dict[str, Any]) -> str | None:
+    """Why a trained model must not be published (None: it may). Reads the metrics it reported."""
+    name, m = result["name"], result.get("metrics", {})
+    rows = m.get("train_rows")
+    if isinstance(rows, int) and rows < MIN_TRAIN_ROWS:
+        return f"too few training rows ({rows:,} < {MIN_TRAIN_ROWS})"
+    holdout = m.get("holdout_rows")
+    if isinstance(holdout, int) and holdout < MIN_HOLDOUT_ROWS:
+        return f"too few holdout rows ({holdout:,} < {MIN_HOLDOUT_ROWS})"
+    if name.startswith("churn") or name == "lookalike":
+        auc = float(m.get("auc", math.nan))
+    elif name.startswith("purchase_"):
+        auc = float(m.get(f"auc_{m.get('label_days')}d", math.nan))
+    elif name.startswith("clv"):
+        rho = float(m.get("spearman", math.nan))
+        return None if rho > 0 else f"predictions do not rank the holdout spend (Spearman {rho:.3f})"
+    else:
+        return None
+    if not auc >= MIN_AUC:  # also NaN: one class in the holdout, or constant predictions
+        return f"holdout AUC {auc:.3f} is at chance (< {MIN_AUC})"
+    return None
+
+
+def _attempt(results: list[dict[str, Any]], names: list[str], train: Callable[[], Any]) -> Any:
+    """Run one model's training; a DataError (not enough history, one channel, ...) or any other
+    failure skips the named models with its message instead of failing the run (TENURE_DEBUG=1, set
+    by `tenure ... --debug`, raises instead)."""
+    try:
+        out = train()
+    except DataError as exc:
+        log.info("%s not trained: %s", ", ".join(names), exc)
+        results.extend({"name": n, "skipped": str(exc)} for n in names)
+        return None
+    except Exception as exc:  # noqa: BLE001 - one model's failure must not take the others down
+        if os.environ.get("TENURE_DEBUG"):
+            raise
+        log.debug("%s failed", ", ".join(names), exc_info=True)
+        reason = f"training failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        results.extend({"name": n, "skipped": reason} for n in names)
+        return None
+    results.extend(out if isinstance(out, list) else [out])
+    return out
+
+
+def staged(repo: Path, train: Callable[[Path], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Train into a staging repository beside `repo`, drop the models that fail their sanity checks,
+    then publish the rest by renaming each version into `repo` (the feature snapshot last). If
+    training raises, nothing is published and the previous versions keep serving."""
+    repo = Path(repo)
+    repo.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{repo.name}.staging-", dir=repo.parent))
+    try:
+        results = train(stage)
+        for r in results:
+            if "path" not in r or "skipped" in r:
+                continue
+            problem = sanity_problem(r)
+            if problem is not None:
+                log.info("%s not published: %s", r["name"], problem)
+                r["skipped"] = problem
+                for path in (r["path"], *r.get("extra_paths", ())):
+                    shutil.rmtree(path, ignore_errors=True)
+        if not any("path" in r and "skipped" not in r for r in results if r["name"].startswith(CORE_MODELS)):
+            reasons = "; ".join(f"{r['name']}: {r['skipped']}" for r in results if "skipped" in r)
+            raise DataError(f"no model could be trained on this data, nothing was published ({reasons})")
+        versions = sorted((p for p in stage.glob("*/*") if p.is_dir() and not p.name.startswith(".")),
+                          key=lambda p: (p.parent.name == "features", p.parent.name))
+        for vdir in versions:
+            target = repo / vdir.parent.name / vdir.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(vdir, target)
+        for r in results:
+            for key in ("path",):
+                if key in r and "skipped" not in r:
+                    r[key] = str(repo / Path(r[key]).parent.name / Path(r[key]).name)
+        return results
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None,
               feedback: pd.DataFrame | None = None) -> list[dict[str, Any]]:
-    """Churn, propensity and lookalike models plus the feature snapshot, all into `repo`.
+    """Every model plus the feature snapshot, staged and published into `repo` together (`staged`).
 
+    A model the data cannot support (too short a history for even the shortest label window, no
+    products, no channels) or that fails its sanity checks is skipped with the reason in its entry
+    ({"name", "skipped"}); the others are published.
     feedback: recorded recommendation feedback (`read_feedback`); its observed outcomes become
     extra rows of the propensity training set (never of its holdout; see training.propensity)."""
     settings = settings or TrainSettings()
-    repo = Path(repo)
+    return staged(Path(repo), lambda stage: _train_all(shop, stage, settings, feedback))
+
+
+def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.DataFrame | None) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     space = FeatureSpace.fit(shop)
     arrays = space.encode(shop)
     end = data_end(shop)
     start = shop.transactions["ts"].min()
     fp = fingerprint(shop)
-    log.info("encoded %s: %d customers, %d products, %d features (%.1fs)", shop.name, arrays.n_customers,
-             arrays.n_products, len(space.names), time.perf_counter() - t0)
-    results = [train_churn(shop, repo, settings, space=space)]
-    results.append(train_clv(shop, repo, space, arrays, end, horizon_days=settings.clv_horizon_days,
-                             seed=settings.seed, threads=settings.lgbm_threads, data_fingerprint=fp))
-    results += train_purchase(shop, repo, space, arrays, end, seed=settings.seed, threads=settings.lgbm_threads,
-                              data_fingerprint=fp)
+    history = History.of(shop.transactions)
+    log.info("encoded %s: %d customers, %d products, %d features, %d days (%.1fs)", shop.name, arrays.n_customers,
+             arrays.n_products, len(space.names), history.days, time.perf_counter() - t0)
+    results: list[dict[str, Any]] = []
+    _attempt(results, ["churn"], lambda: train_churn(shop, repo, settings, space=space))
+    _attempt(results, ["clv"], lambda: train_clv(shop, repo, space, arrays, end, horizon_days=settings.clv_horizon_days,
+                                                seed=settings.seed, threads=settings.lgbm_threads, data_fingerprint=fp))
+    _attempt(results, [f"purchase_{h}d" for h in settings.purchase_horizons],
+             lambda: train_purchase(shop, repo, space, arrays, end, horizons=settings.purchase_horizons,
+                                    seed=settings.seed, threads=settings.lgbm_threads, data_fingerprint=fp))
 
     products = product_table(shop, arrays, space)
-    t1 = time.perf_counter()
-    prop = PropensityModel(settings.propensity_horizon_days, settings.n_candidates_train, settings.n_candidates_eval,
-                           settings.propensity_train_customers, seed=settings.seed,
-                           threads=settings.lgbm_threads).fit(shop, space, arrays, products, end, feedback=feedback)
-    pm = prop.evaluate(shop, space, arrays, products)
-    pm["train_rows"] = prop.train_rows_
-    pm["train_seconds"] = round(time.perf_counter() - t1, 1)
-    path = export_binary(
-        repo, "propensity", prop.model_, list(PAIR_FEATURES), prop.check_rows_, metrics=pm,
-        training_window=_window(start, prop.train_cutoff_, prop.holdout_cutoff_) | {"holdout_label_end": str(end.date())},
-        params={"horizon_days": settings.propensity_horizon_days, "n_candidates": settings.n_candidates_eval},
-        data_fingerprint=fp,
-    )
-    results.append({"name": "propensity", "path": str(path), "metrics": pm})
-    channel = train_channel(shop, repo, space, arrays, end, seed=settings.seed, threads=settings.lgbm_threads,
-                            data_fingerprint=fp)
-    if channel is not None:
-        results.append(channel)
+    if arrays.n_products < 2:
+        results.append({"name": "propensity", "skipped": f"{arrays.n_products} product in the data (no product column?): "
+                                                         "recommendations skipped"})
+    else:
+        _attempt(results, ["propensity"], lambda: train_propensity(shop, repo, settings, space, arrays, products, end,
+                                                                   feedback, fp, history))
+    if has_channels(space):
+        _attempt(results, ["channel"], lambda: train_channel(
+            shop, repo, space, arrays, end, seed=settings.seed, threads=settings.lgbm_threads, data_fingerprint=fp,
+            horizon_days=history.label_days(settings.channel_horizon_days, "channel")))
+    else:
+        results.append({"name": "channel", "skipped": "no channel column: best channel skipped"})
 
     # Serving snapshot at the end of the data: the features every service reads.
     snapshot, spath = write_snapshot(shop, repo, end, space, arrays, products, fp, start)
     results.append({"name": "features", "path": str(spath), "metrics": {"customers": int(len(snapshot.X)),
                                                                       "features": len(space.names)}})
 
-    results.append(train_lookalike(repo, settings, snapshot=snapshot))
-    results.append(train_clusters(repo, snapshot.feature_names, snapshot.X, seed=settings.seed,
-                                  threads=settings.lgbm_threads, training_window={"cutoff": str(end.date())},
-                                  data_fingerprint=fp))
+    _attempt(results, ["lookalike"], lambda: train_lookalike(repo, settings, snapshot=snapshot))
+    _attempt(results, ["clusters"], lambda: train_clusters(
+        repo, snapshot.feature_names, snapshot.X, seed=settings.seed, threads=settings.lgbm_threads,
+        training_window={"cutoff": str(end.date())}, data_fingerprint=fp))
     log.info("trained %s in %.1fs", shop.name, time.perf_counter() - t0)
     return results
+
+
+def train_propensity(shop: Shop, repo: Path, settings: TrainSettings, space: FeatureSpace, arrays: TxArrays,
+                     products: pd.DataFrame, end: pd.Timestamp, feedback: pd.DataFrame | None, fp: str,
+                     history: History) -> dict[str, Any]:
+    t1 = time.perf_counter()
+    horizon = history.label_days(settings.propensity_horizon_days, "recommendations")
+    prop = PropensityModel(horizon, settings.n_candidates_train, settings.n_candidates_eval,
+                           settings.propensity_train_customers, seed=settings.seed,
+                           threads=settings.lgbm_threads).fit(shop, space, arrays, products, end, feedback=feedback)
+    pm = prop.evaluate(shop, space, arrays, products)
+    pm["train_rows"] = prop.train_rows_
+    pm["horizon_days"] = horizon
+    pm["train_seconds"] = round(time.perf_counter() - t1, 1)
+    path = export_binary(
+        repo, "propensity", prop.model_, list(PAIR_FEATURES), prop.check_rows_, metrics=pm,
+        training_window=_window(history.first, prop.train_cutoff_, prop.holdout_cutoff_) | {"holdout_label_end": str(end.date())},
+        params={"horizon_days": horizon, "n_candidates": settings.n_candidates_eval},
+        data_fingerprint=fp,
+    )
+    return {"name": "propensity", "path": str(path), "metrics": pm}
 
 
 def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureSpace | None = None,
@@ -224,38 +345,58 @@ def train_lookalike(repo: Path, settings: TrainSettings, seed_ids: list[str] | N
 
 
 def results_last_purchase(results: list[dict[str, Any]]) -> str:
-    return [r["name"] for r in results if r["name"].startswith("purchase_")][-1]
+    return ([r["name"] for r in results if r["name"].startswith("purchase_") and "skipped" not in r] or [""])[-1]
+
+
+def _model_label(name: str, m: dict[str, Any]) -> str:
+    """'churn (90 d)', 'churn (90 d; labels 28 d)', 'clv (365 d; holdout 122 d)'."""
+    horizon, label, holdout = m.get("horizon_days"), m.get("label_days"), m.get("holdout_days")
+    if horizon is None:
+        return name
+    extra = ""
+    if label is not None and label < horizon and not name.startswith("clv"):
+        extra = f"; labels {label} d"
+    if holdout is not None and holdout < horizon:
+        extra = f"; holdout {holdout} d"
+    return f"{name} ({horizon} d{extra})"
 
 
 def metrics_table(results: list[dict[str, Any]], dataset: str) -> str:
-    """Markdown: each model's holdout metric next to its baselines."""
+    """Markdown: each model's holdout metric next to its baselines; skipped models with the reason."""
     rows = ["| dataset | model | metric | model | baseline | baseline value |", "|---|---|---|---|---|---|"]
     for r in results:
-        m, name = r["metrics"], r["name"]
+        m, name = r.get("metrics", {}), r["name"]
+        if "skipped" in r:
+            rows.append(f"| {dataset} | {name} | not published | {r['skipped']} | | |")
+            continue
+        label = _model_label(name, m)
         if name.startswith("churn"):
             for metric in ("auc", "lift_at_10pct"):
                 for base in ("recency", "bgnbd"):
-                    rows.append(f"| {dataset} | {name} | {metric} | {m[metric]:.3f} | {base} | {m[f'baseline_{base}_{metric}']:.3f} |")
-            rows.append(f"| {dataset} | {name} | brier / ece | {m['brier']:.3f} / {m['ece']:.3f} | | |")
+                    rows.append(f"| {dataset} | {label} | {metric} | {m[metric]:.3f} | {base} | {m[f'baseline_{base}_{metric}']:.3f} |")
+            rows.append(f"| {dataset} | {label} | brier / ece | {m['brier']:.3f} / {m['ece']:.3f} | | |")
         elif name == "propensity":
+            label = f"recommendations ({m['horizon_days']} d)" if "horizon_days" in m else "recommendations"
             for metric in ("recall_at_10", "ndcg_at_10"):
                 for base in ("popularity", "repeat"):
-                    rows.append(f"| {dataset} | recommendations | {metric} | {m[metric]:.3f} | {base} | {m[f'baseline_{base}_{metric}']:.3f} |")
-            rows.append(f"| {dataset} | recommendations | candidate_recall | {m['candidate_recall']:.3f} | | |")
+                    rows.append(f"| {dataset} | {label} | {metric} | {m[metric]:.3f} | {base} | {m[f'baseline_{base}_{metric}']:.3f} |")
+            rows.append(f"| {dataset} | {label} | candidate_recall | {m['candidate_recall']:.3f} | | |")
             if m.get("feedback_rows"):
-                rows.append(f"| {dataset} | recommendations | feedback rows in training | {m['feedback_rows']:,} | | |")
+                rows.append(f"| {dataset} | {label} | feedback rows in training | {m['feedback_rows']:,} | | |")
         elif name == "lookalike":
             for metric in ("auc", "lift_at_10pct"):
                 rows.append(f"| {dataset} | lookalike | {metric} | {m[metric]:.3f} | centroid cosine | {m[f'baseline_centroid_cosine_{metric}']:.3f} |")
         elif name.startswith("clv"):
-            rows.append(f"| {dataset} | {name} ({m['horizon_days']} d) | MAE per customer | {m['mae']:.2f} | BG/NBD + Gamma-Gamma | {m['baseline_bgnbd_gg_mae']:.2f} |")
-            rows.append(f"| {dataset} | {name} ({m['horizon_days']} d) | aggregate error % | {m['aggregate_error_pct']:+.1f} | BG/NBD + Gamma-Gamma | {m['baseline_aggregate_error_pct']:+.1f} |")
-            rows.append(f"| {dataset} | {name} ({m['horizon_days']} d) | Spearman | {m['spearman']:.3f} | BG/NBD + Gamma-Gamma | {m['baseline_bgnbd_gg_spearman']:.3f} |")
+            base = "BG/NBD + Gamma-Gamma"
+            rows.append(f"| {dataset} | {label} | RMSE per customer | {m['rmse']:.2f} | {base} | {m['baseline_bgnbd_gg_rmse']:.2f} |")
+            rows.append(f"| {dataset} | {label} | aggregate error % | {m['aggregate_error_pct']:+.1f} | {base} | {m['baseline_aggregate_error_pct']:+.1f} |")
+            rows.append(f"| {dataset} | {label} | Spearman | {m['spearman']:.3f} | {base} | {m['baseline_bgnbd_gg_spearman']:.3f} |")
+            rows.append(f"| {dataset} | {label} | MAE per customer | {m['mae']:.2f} | {base} | {m['baseline_bgnbd_gg_mae']:.2f} |")
         elif name.startswith("purchase_"):
-            h = name.rsplit("_", 1)[1]  # "7d", "30d", "90d"; every entry carries all horizons' metrics
+            h = f"{m.get('label_days', name.rsplit('_', 1)[1].rstrip('d'))}d"
             for base in ("bgnbd", "recency"):
-                rows.append(f"| {dataset} | purchase within {h} | auc | {m[f'auc_{h}']:.3f} | {base} | {m[f'baseline_{base}_auc_{h}']:.3f} |")
-            if name == results_last_purchase(results):
+                rows.append(f"| {dataset} | {label} | auc | {m[f'auc_{h}']:.3f} | {base} | {m[f'baseline_{base}_auc_{h}']:.3f} |")
+            if name == results_last_purchase(results) and "next_purchase_mae_days" in m:
                 rows.append(f"| {dataset} | next purchase | MAE days | {m['next_purchase_mae_days']:.1f} | last order + average gap | {m['baseline_naive_next_purchase_mae_days']:.1f} |")
         elif name == "channel":
             for metric in ("top1_accuracy", "log_loss"):
@@ -264,4 +405,6 @@ def metrics_table(results: list[dict[str, Any]], dataset: str) -> str:
         elif name == "clusters":
             sil = m.get("holdout_silhouette")
             rows.append(f"| {dataset} | clusters (k={m['k']}) | holdout silhouette | {'-' if sil is None else f'{sil:.3f}'} | | |")
+        if m.get("note"):
+            rows.append(f"| {dataset} | {label} | note | {m['note']} | | |")
     return "\n".join(rows)

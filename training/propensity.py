@@ -199,7 +199,10 @@ class PropensityModel:
         for rows, cand, _src, Xp in pair_batches(state, space, codes[pick], Xc[pick], self.n_candidates_eval):
             p = positive_proba(self.model_, Xp).reshape(cand.shape)
             p = np.where(cand >= 0, p, -np.inf)
-            top = np.take_along_axis(cand, M.top_k_from_scores(p, K), axis=1)
+            # fewer than K candidates (a tiny catalogue): top_k gives -1 for the empty slots, which must stay
+            # empty (as an index, -1 would repeat the last candidate)
+            idx = M.top_k_from_scores(p, K)
+            top = np.where(idx >= 0, np.take_along_axis(cand, np.maximum(idx, 0), axis=1), -1)
             model_top.append(top)
             act = actual_all[codes[pick][rows]].toarray() > 0
             in_cand = np.take_along_axis(act, np.maximum(cand, 0), axis=1) & (cand >= 0)

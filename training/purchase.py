@@ -45,6 +45,7 @@ from training.btyd import BetaGeoFitter, rfm_summary
 from training.clv import customer_groups
 from training.export import export_binary
 from training.lgbm import fit_classifier, positive_proba
+from training.windows import History, bgnbd_exponent, extrapolation_note
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class PurchaseModel:
     def __init__(self, horizons: Sequence[int] = HORIZONS, n_train_cutoffs: int = 3, cutoff_step_days: int = 30,
                  active_window_days: int | None = None, min_history_days: int = 60, seed: int = 7,
                  threads: int = 1, baseline_penalizer: float = 0.0) -> None:
-        self.horizons = tuple(sorted(int(h) for h in horizons))
+        self.horizons = self.asked_horizons = tuple(sorted(int(h) for h in horizons))
         self.n_train_cutoffs = n_train_cutoffs
         self.cutoff_step_days = cutoff_step_days
         self.active_window_days = active_window_days
@@ -124,8 +125,18 @@ class PurchaseModel:
         return train, holdout
 
     def fit(self, shop: Shop, space: FeatureSpace, arrays: TxArrays, end: pd.Timestamp) -> "PurchaseModel":
+        """One model per label window. A horizon longer than the history allows (training.windows) is
+        trained on the longest window that fits and extended by a BG/NBD-calibrated survival power
+        (`label_of_`, `exponent_` per asked horizon)."""
+        history = History.of(shop.transactions)
+        longest = history.label_days(max(self.asked_horizons), "purchase")
+        self.label_of_ = {h: min(h, longest) for h in self.asked_horizons}
+        self.exponent_ = {h: 1.0 if lab >= h else bgnbd_exponent(shop.transactions, end, lab, h)
+                          for h, lab in self.label_of_.items()}
+        self.horizons = tuple(sorted(set(self.label_of_.values())))
         train, holdout = self.cutoffs(pd.Timestamp(end))
-        first = to_days(shop.transactions["ts"].min())
+        first = to_days(history.first)
+        self.min_history_days = min(self.min_history_days, history.feature_days)
         self.models_: dict[int, lgb.LGBMClassifier] = {}
         self.train_cutoffs_: dict[int, list[pd.Timestamp]] = {}
         self.train_rows_: dict[int, int] = {}
@@ -226,24 +237,26 @@ class PurchaseModel:
 
 
 def train_purchase(shop: Shop, repo: Path, space: FeatureSpace, arrays: TxArrays, end: pd.Timestamp, *,
-                   seed: int = 7, threads: int = 1, name_prefix: str = "purchase",
+                   horizons: Sequence[int] = HORIZONS, seed: int = 7, threads: int = 1, name_prefix: str = "purchase",
                    data_fingerprint: str = "") -> list[dict[str, Any]]:
     """Fit, evaluate and export one ONNX binary model per horizon (models `<prefix>_<h>d`)."""
-    model = PurchaseModel(seed=seed, threads=threads).fit(shop, space, arrays, end)
+    model = PurchaseModel(horizons=horizons, seed=seed, threads=threads).fit(shop, space, arrays, end)
     metrics = model.evaluate(shop, arrays)
     results = []
-    for h in model.horizons:
-        name = f"{name_prefix}_{h}d"
+    for h in model.asked_horizons:
+        name, label, exponent = f"{name_prefix}_{h}d", model.label_of_[h], model.exponent_[h]
         path = export_binary(
-            repo, name, model.models_[h], space.names, model.holdout_.X[:5_000],
-            metrics=metrics,
+            repo, name, model.models_[label], space.names, model.holdout_.X[:5_000],
+            metrics={**metrics, "horizon_days": h, "label_days": label, "horizon_exponent": exponent,
+                     "note": extrapolation_note(label, h, exponent)},
             training_window={"data_start": str(shop.transactions["ts"].min().date()),
-                             "train_cutoffs": ",".join(str(c.date()) for c in model.train_cutoffs_[h]),
+                             "train_cutoffs": ",".join(str(c.date()) for c in model.train_cutoffs_[label]),
                              "holdout_cutoff": str(model.holdout_cutoff_.date()),
-                             "holdout_label_end": str((model.holdout_cutoff_ + pd.Timedelta(days=h)).date())},
-            params={"horizon_days": h, "horizons": list(model.horizons), "dataset": shop.name,
-                    "fallback_gap_days": model.fallback_gap_days_},
+                             "holdout_label_end": str((model.holdout_cutoff_ + pd.Timedelta(days=label)).date())},
+            params={"horizon_days": h, "label_days": label, "horizons": list(model.asked_horizons),
+                    "dataset": shop.name, "fallback_gap_days": model.fallback_gap_days_},
             data_fingerprint=data_fingerprint,
+            horizon_exponent=exponent,
         )
-        results.append({"name": name, "path": str(path), "metrics": metrics})
+        results.append({"name": name, "path": str(path), "metrics": metrics | {"horizon_days": h, "label_days": label}})
     return results
