@@ -64,23 +64,35 @@ def _money(v: float) -> str:
 
 
 def show_customer(view: segmentation_pb2.Customer360, why: str) -> None:
+    """Parts whose model is not in the repository are unset: shown as "-" (view.missing_models)."""
     p, g = view.predictions, view.segments
     c = p.churn
     print(f"\nCustomer {view.customer_id} ({why})")
-    print(f"  churn {c.probability:.2f} ({BANDS[c.band]} risk within {c.horizon_days} days; expected lost in "
-          f"~{c.expected_days_to_churn:.0f} days)")
+    if p.HasField("churn"):
+        print(f"  churn {c.probability:.2f} ({BANDS[c.band]} risk within {c.horizon_days} days; expected lost in "
+              f"~{c.expected_days_to_churn:.0f} days)")
     for r in c.reasons:
         print(f"    because: {r.text}")
-    print(f"  CLV {_money(p.clv.historic)} so far + {_money(p.clv.predicted)} predicted over {p.clv.horizon_days} days"
-          f" = {_money(p.clv.total)}")
+    if p.HasField("clv"):
+        print(f"  CLV {_money(p.clv.historic)} so far + {_money(p.clv.predicted)} predicted over "
+              f"{p.clv.horizon_days} days = {_money(p.clv.total)}")
     u = p.purchase
-    print(f"  buys within 7/30/90 days: {u.probability_7d:.2f} / {u.probability_30d:.2f} / {u.probability_90d:.2f};"
-          f" next order ~{u.next_purchase_date} (every {u.avg_days_between_orders:.0f} days on average)")
+
+    def prob(h: int) -> str:
+        return f"{getattr(u, f'probability_{h}d'):.2f}" if u.HasField(f"probability_{h}d") else "-"
+
+    if p.HasField("purchase"):
+        gap = f"{u.avg_days_between_orders:.0f}" if u.HasField("avg_days_between_orders") else "-"
+        print(f"  buys within 7/30/90 days: {prob(7)} / {prob(30)} / {prob(90)}; next order "
+              f"~{u.next_purchase_date or '-'} (every {gap} days on average)")
     if p.channels:
         print("  channels: " + ", ".join(f"{ch.channel} {ch.probability:.2f}" for ch in p.channels))
+    look = f"{p.lookalike_score:.2f}" if p.HasField("lookalike_score") else "-"
     print(f"  RFM {g.rfm.recency}-{g.rfm.frequency}-{g.rfm.monetary} '{g.rfm_segment}', lifecycle "
-          f"{STAGES[g.lifecycle_stage]}, cluster '{g.cluster.name}', grid '{g.grid.name}'; {g.orders} orders, "
-          f"last {g.recency_days:.0f} days ago; lookalike {p.lookalike_score:.2f}")
+          f"{STAGES[g.lifecycle_stage]}, cluster '{g.cluster.name or '-'}', grid '{g.grid.name or '-'}'; "
+          f"{g.orders} orders, last {g.recency_days:.0f} days ago; lookalike {look}")
+    if view.missing_models:
+        print(f"  (not in the repository: {', '.join(view.missing_models)})")
     if view.recommendations_error:
         print(f"  recommendations unavailable: {view.recommendations_error}")
     for item in view.recommendations:

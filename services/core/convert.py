@@ -1,12 +1,15 @@
 """Conversions every service shares: domain errors to per-row errors, model versions."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from services.core.errors import status_for
 from services.core.predictions import PredictionTable, Predictor
 from tenure.errors import TenureError
 from tenure.reasons import Reason
+from tenure.timing import HORIZONS
 from tenure.v1 import common_pb2, scoring_pb2
 
 
@@ -21,29 +24,35 @@ def model_versions(pairs: list[tuple[str, str]]) -> list[common_pb2.ModelVersion
 
 def predictions_message(pred: Predictor, table: PredictionTable, i: int, reasons: list[Reason],
                         X: np.ndarray) -> scoring_pb2.Predictions:
-    """Row i of a PredictionTable (and its reasons; X the same rows' features) as the contract's message."""
-    p7, p30, p90 = (float(v) for v in table.purchase[i])
-    channels = []
-    if table.channels is not None:
-        order = np.argsort(-table.channels[i], kind="stable")
-        channels = [scoring_pb2.ChannelAffinity(channel=pred.channel_names[j], probability=float(table.channels[i, j]))
-                    for j in order]
-    value_of = {name: j for j, name in enumerate(pred.writer.names)}
-    return scoring_pb2.Predictions(
-        churn=scoring_pb2.ChurnPrediction(
+    """Row i of a PredictionTable (and its reasons; X the same rows' features) as the contract's
+    message; the parts whose model is missing are left unset (pred.missing names them)."""
+    parts: dict[str, Any] = {}
+    if table.churn is not None and table.churn_band is not None and table.days_to_churn is not None:
+        column = pred.column
+        parts["churn"] = scoring_pb2.ChurnPrediction(
             probability=float(table.churn[i]), band=scoring_pb2.RiskBand.ValueType(int(table.churn_band[i])),
             expected_days_to_churn=float(table.days_to_churn[i]), horizon_days=pred.churn_horizon_days,
             reasons=[scoring_pb2.ChurnReason(feature=r.feature, contribution=float(r.contribution), text=r.text,
-                                             value=float(X[i, value_of[r.feature]]))
-                     for r in reasons]),
-        clv=scoring_pb2.ClvPrediction(historic=float(table.clv_historic[i]), predicted=float(table.clv_predicted[i]),
-                                      total=float(table.clv_historic[i] + table.clv_predicted[i]),
-                                      horizon_days=pred.clv_horizon_days),
-        purchase=scoring_pb2.PurchasePrediction(
-            probability_7d=p7, probability_30d=p30, probability_90d=p90,
-            expected_days_to_next=float(table.next_purchase_days[i]),
-            next_purchase_date=pred.next_purchase_date(float(table.next_purchase_days[i])),
-            avg_days_between_orders=float(table.avg_gap_days[i])),
-        channels=channels,
-        lookalike_score=float(table.lookalike[i]),
-    )
+                                             value=float(X[i, column[r.feature]]))
+                     for r in reasons])
+    if table.clv_predicted is not None:
+        historic, predicted = float(table.clv_historic[i]), float(table.clv_predicted[i])
+        parts["clv"] = scoring_pb2.ClvPrediction(historic=historic, predicted=predicted, total=historic + predicted,
+                                                 horizon_days=pred.clv_horizon_days)
+    if pred.horizons:
+        purchase: dict[str, Any] = {f"probability_{h}d": float(table.purchase[i, k])
+                                    for k, h in enumerate(HORIZONS) if h in pred.horizons}
+        if table.next_purchase_days is not None:
+            days = float(table.next_purchase_days[i])
+            purchase.update(expected_days_to_next=days, next_purchase_date=pred.next_purchase_date(days))
+        gap = float(table.avg_gap_days[i])
+        if gap == gap:  # not NaN
+            purchase["avg_days_between_orders"] = gap
+        parts["purchase"] = scoring_pb2.PurchasePrediction(**purchase)
+    if table.channels is not None:
+        order = np.argsort(-table.channels[i], kind="stable")
+        parts["channels"] = [scoring_pb2.ChannelAffinity(channel=pred.channel_names[j],
+                                                         probability=float(table.channels[i, j])) for j in order]
+    if table.lookalike is not None:
+        parts["lookalike_score"] = float(table.lookalike[i])
+    return scoring_pb2.Predictions(**parts)

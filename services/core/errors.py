@@ -19,6 +19,23 @@ from tenure.errors import (
     UnknownProduct,
 )
 
+
+class ModelMissing(TenureError):
+    """A call needs a model the repository does not hold: the shop's data could not support it (no
+    products, no channels, too short a history) or it failed its checks and was not published.
+    FAILED_PRECONDITION, not UNAVAILABLE: retrying does not help until the model is trained."""
+
+    def __init__(self, message: str, model: str) -> None:
+        super().__init__(message)
+        self.model = model
+
+    @classmethod
+    def named(cls, model: str, needed_for: str = "") -> "ModelMissing":
+        what = f" ({needed_for})" if needed_for else ""
+        return cls(f"model {model!r} is not in the repository{what}: the shop's data could not support it, "
+                   "or it was not published", model)
+
+
 STATUS: dict[type[TenureError], grpc.StatusCode] = {
     UnknownCustomer: grpc.StatusCode.NOT_FOUND,
     UnknownProduct: grpc.StatusCode.NOT_FOUND,
@@ -32,6 +49,7 @@ STATUS: dict[type[TenureError], grpc.StatusCode] = {
     ModelUnavailable: grpc.StatusCode.UNAVAILABLE,
     StaleCursor: grpc.StatusCode.FAILED_PRECONDITION,
     ArtifactError: grpc.StatusCode.UNAVAILABLE,
+    ModelMissing: grpc.StatusCode.FAILED_PRECONDITION,
 }
 MAX_MESSAGE_CHARS = 1_000
 """Status messages are capped: they may quote client input and must stay bounded."""

@@ -73,6 +73,11 @@ class ModelSet:
             models[name] = ServedModel(name, manifest.version, model, inputs, outputs, batcher)
         return cls(models)
 
+    def describe(self) -> str:
+        """The one log line of a loaded set: what ModelInfer serves (every ONNX model in the repository)."""
+        served = ", ".join(f"{m.name}@{m.version}" for m in self.models.values()) or "no models"
+        return f"inference (ModelInfer): {served}"
+
     def get(self, name: str, version: str = "") -> ServedModel:
         served = self.models.get(name)
         if served is None:

@@ -8,8 +8,14 @@ whole base behind segments, audiences and profiles, and the 360-degree view). Mo
 - clv (predicted spend over its horizon; historic = net spend to the cutoff, a feature);
 - purchase_7d / purchase_30d / purchase_90d, and from them the next purchase date
   (tenure.timing);
-- channel (optional: data without a channel column has none);
+- channel (data without a channel column has none);
 - lookalike.
+
+Only the feature snapshot is required: a shop's data may not support every model (no products,
+no channels, a short history), and a model that fails its checks is not published. A model
+without a version in the repository is missing: its part of the PredictionTable is None (the
+purchase columns of missing horizons are NaN) and `Predictor.missing` names it. A model whose
+versions are all broken is an error, not a missing model (the Holder keeps what it served).
 """
 from __future__ import annotations
 
@@ -19,23 +25,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from services.core.runtime import OnnxModel, column_index
-from tenure.artifacts import versions
+from services.core.runtime import OnnxModel, column_index, load_present, load_snapshot
 from tenure.errors import ArtifactError
 from tenure.reasons import Reason, ReasonWriter, expected_days_to_churn
 from tenure.settings import ServiceSettings
-from tenure.store import FeatureSnapshot
+from tenure.store import SNAPSHOT_NAME, FeatureSnapshot
 from tenure.timing import HORIZONS, average_gap_days, next_purchase_days
 
-REQUIRED = ("features", "churn", "churn-contributions", "clv", "purchase_7d", "purchase_30d", "purchase_90d",
-            "lookalike")
-OPTIONAL = ("channel",)
+PURCHASE_MODELS = tuple(f"purchase_{h}d" for h in HORIZONS)
+PREDICTION_MODELS = ("churn", "churn-contributions", "clv", *PURCHASE_MODELS, "channel", "lookalike")
+"""Every model a Predictor uses when the repository holds it, in the order they are reported."""
+MODEL_NAMES = (SNAPSHOT_NAME, *PREDICTION_MODELS)
 BAND_LOW, BAND_MEDIUM, BAND_HIGH = 1, 2, 3
+_EPS = 1e-9
 
 
 def model_names(repo: Path) -> tuple[str, ...]:
-    """The models a Predictor loads from this repository (the optional ones when present)."""
-    return REQUIRED + tuple(n for n in OPTIONAL if versions(repo, n))
+    """The artifacts a Predictor may load (the Holder's key: one that appears later is loaded then)."""
+    return MODEL_NAMES
 
 
 def bands(p: np.ndarray, medium: float, high: float) -> np.ndarray:
@@ -46,22 +53,55 @@ def bands(p: np.ndarray, medium: float, high: float) -> np.ndarray:
     return np.where(np.isnan(p), 0, np.where(p >= high, BAND_HIGH, np.where(p >= medium, BAND_MEDIUM, BAND_LOW)))
 
 
+def next_purchase(P: np.ndarray, horizons: tuple[int, ...]) -> np.ndarray | None:
+    """Median days to the next order (tenure.timing.next_purchase_days) from the purchase horizons
+    present; P is (n, len(HORIZONS)), its columns of missing horizons are ignored.
+
+    next_purchase_days conditions on an order within the last horizon (90 days): without that
+    model the quantity is not defined (None). A missing shorter horizon is filled in the way the
+    constant-hazard model sees it between the horizons present (log-survival linear in t, from
+    S(0) = 1), so the answer is exactly the piecewise-constant-hazard median on the coarser grid.
+    """
+    if HORIZONS[-1] not in horizons:
+        return None
+    if len(P) == 0:
+        return np.zeros(0)
+    if len(horizons) == len(HORIZONS):
+        return next_purchase_days(P[:, 0], P[:, 1], P[:, 2])
+    known = np.array([0.0, *horizons])
+    present = np.clip(P[:, [HORIZONS.index(h) for h in horizons]].astype(np.float64), _EPS, 1.0 - _EPS)
+    log_s = np.column_stack([np.zeros(len(P)), np.log1p(-np.maximum.accumulate(present, axis=1))])
+    full = np.empty((len(P), len(HORIZONS)))
+    for k, h in enumerate(HORIZONS):
+        j = int(np.searchsorted(known, h))  # known[j - 1] < h <= known[j]; the last horizon is known
+        if known[j] == h:
+            full[:, k] = log_s[:, j]
+        else:
+            full[:, k] = log_s[:, j - 1] + (log_s[:, j] - log_s[:, j - 1]) * (h - known[j - 1]) / (known[j] - known[j - 1])
+    filled = -np.expm1(full)
+    return next_purchase_days(filled[:, 0], filled[:, 1], filled[:, 2])
+
+
 @dataclass
 class PredictionTable:
-    """Predictions for rows of feature vectors (arrays of the same length)."""
+    """Predictions for rows of feature vectors (arrays of the same length); None where the model
+    is not in the repository."""
 
-    churn: np.ndarray
-    churn_band: np.ndarray
-    days_to_churn: np.ndarray
+    churn: np.ndarray | None
+    churn_band: np.ndarray | None
+    days_to_churn: np.ndarray | None
     clv_historic: np.ndarray
-    clv_predicted: np.ndarray
+    """Net spend to the cutoff: a feature, there with or without the clv model."""
+    clv_predicted: np.ndarray | None
     purchase: np.ndarray
-    """(n, 3): P(purchase within 7, 30, 90 days)."""
-    next_purchase_days: np.ndarray
+    """(n, 3): P(purchase within 7, 30, 90 days); NaN in the columns of missing horizons."""
+    next_purchase_days: np.ndarray | None
+    """None without purchase_90d (see `next_purchase`)."""
     avg_gap_days: np.ndarray
+    """NaN where undefined (fewer than two orders and no purchase_90d)."""
     channels: np.ndarray | None
-    """(n, n_channels) probabilities in `Predictor.channel_names` order; None without a channel model."""
-    lookalike: np.ndarray
+    """(n, n_channels) probabilities in `Predictor.channel_names` order."""
+    lookalike: np.ndarray | None
 
 
 class Predictor:
@@ -70,19 +110,23 @@ class Predictor:
         self.models = models
         self.features = snapshot.feature_names
         self.cutoff = snapshot.cutoff
+        self.missing = tuple(n for n in PREDICTION_MODELS if n not in models)
+        """Models a Predictor would use that the repository does not hold."""
+        self.horizons = tuple(h for h, n in zip(HORIZONS, PURCHASE_MODELS) if n in models)
         self._cols = {name: self._columns(m) for name, m in models.items()}
-        churn = models["churn"]
-        self.churn_horizon_days = int(churn.manifest.params.get("horizon_days", 90))
-        self.clv_horizon_days = int(models["clv"].manifest.params.get("horizon_days", 365))
+        churn, clv = models.get("churn"), models.get("clv")
+        self.churn_horizon_days = int(churn.manifest.params.get("horizon_days", 90)) if churn else 0
+        self.clv_horizon_days = int(clv.manifest.params.get("horizon_days", 365)) if clv else 0
         self.thresholds = (settings.churn_band_medium, settings.churn_band_high)
-        contributions = models["churn-contributions"]
-        if contributions.manifest.params.get("explains") not in (None, "churn"):
+        contributions = models.get("churn-contributions")
+        if contributions is not None and contributions.manifest.params.get("explains") not in (None, "churn"):
             raise ArtifactError("churn-contributions explains another model", model=contributions.name)
-        self.writer = ReasonWriter(contributions.features)
+        self.writer = ReasonWriter(contributions.features) if contributions is not None else None
         channel = models.get("channel")
         self.channel_names: list[str] = list(channel.manifest.params.get("classes", [])) if channel else []
-        col = {n: i for i, n in enumerate(self.features)}
-        self._recency, self._gap, self._spend = col["recency_days"], col["gap_mean_days"], col["spend_total"]
+        self.column = {n: i for i, n in enumerate(self.features)}
+        self._recency, self._gap, self._spend = (self.column["recency_days"], self.column["gap_mean_days"],
+                                                 self.column["spend_total"])
 
     def _columns(self, model: OnnxModel) -> np.ndarray | None:
         """None when the model takes the snapshot's feature vector as it is."""
@@ -91,9 +135,11 @@ class Predictor:
 
     @classmethod
     def load(cls, repo: Path, settings: ServiceSettings, snapshot: FeatureSnapshot | None = None) -> "Predictor":
-        snapshot = snapshot or FeatureSnapshot.load_latest(repo)
-        names = [n for n in model_names(repo) if n != "features"]
-        return cls(snapshot, {n: OnnxModel.load_latest(repo, n, settings.ort_threads) for n in names}, settings)
+        snapshot = snapshot or load_snapshot(repo)
+        return cls(snapshot, load_present(repo, PREDICTION_MODELS, settings.ort_threads), settings)
+
+    def has(self, name: str) -> bool:
+        return name in self.models
 
     def _input(self, name: str, X: np.ndarray) -> np.ndarray:
         cols = self._cols[name]
@@ -103,27 +149,39 @@ class Predictor:
         return self.models[name].predict(self._input(name, X))
 
     def predict(self, X: np.ndarray) -> PredictionTable:
-        """Every prediction for rows of the snapshot's feature layout (float32, finite)."""
-        churn = self.score("churn", X)
-        P = np.column_stack([self.score(f"purchase_{h}d", X) for h in HORIZONS]) if len(X) else np.zeros((0, 3))
+        """Every prediction the repository's models make, for rows of the snapshot's feature layout
+        (float32, finite)."""
+        n = len(X)
         recency, gap = X[:, self._recency].astype(np.float64), X[:, self._gap].astype(np.float64)
+        churn = self.score("churn", X) if self.has("churn") else None
+        P = np.full((n, len(HORIZONS)), np.nan, np.float32)
+        for k, name in enumerate(PURCHASE_MODELS):
+            if self.has(name):
+                P[:, k] = self.score(name, X)
+        if HORIZONS[-1] in self.horizons:
+            avg_gap = average_gap_days(gap, P[:, -1], HORIZONS[-1]) if n else np.zeros(0)
+        else:  # the observed mean gap (two orders or more) needs no model
+            avg_gap = np.where(gap >= 0, gap, np.nan)
         channel = self.models.get("channel")
         return PredictionTable(
             churn=churn,
-            churn_band=bands(churn, *self.thresholds),
-            days_to_churn=expected_days_to_churn(churn, self.churn_horizon_days, recency, gap)
-            if len(X) else np.zeros(0),
+            churn_band=bands(churn, *self.thresholds) if churn is not None else None,
+            days_to_churn=(expected_days_to_churn(churn, self.churn_horizon_days, recency, gap) if n else np.zeros(0))
+            if churn is not None else None,
             clv_historic=X[:, self._spend].astype(np.float64),
-            clv_predicted=np.maximum(self.score("clv", X).astype(np.float64), 0.0),
+            clv_predicted=np.maximum(self.score("clv", X).astype(np.float64), 0.0) if self.has("clv") else None,
             purchase=P,
-            next_purchase_days=next_purchase_days(P[:, 0], P[:, 1], P[:, 2]) if len(X) else np.zeros(0),
-            avg_gap_days=average_gap_days(gap, P[:, 2], HORIZONS[-1]) if len(X) else np.zeros(0),
+            next_purchase_days=next_purchase(P, self.horizons),
+            avg_gap_days=avg_gap,
             channels=channel.matrix(self._input("channel", X)) if channel is not None else None,
-            lookalike=self.score("lookalike", X),
+            lookalike=self.score("lookalike", X) if self.has("lookalike") else None,
         )
 
     def reasons(self, X: np.ndarray, k: int = 3) -> list[list[Reason]]:
-        """The top k churn reasons per row, from the churn model's own tree contributions."""
+        """The top k churn reasons per row, from the churn model's own tree contributions (none
+        without the churn model or its contributions)."""
+        if self.writer is None or not self.has("churn"):
+            return [[] for _ in range(len(X))]
         contributions = self.models["churn-contributions"].matrix(self._input("churn-contributions", X))
         return self.writer.explain(contributions, self._input("churn-contributions", X), k)
 
@@ -131,4 +189,4 @@ class Predictor:
         return (self.cutoff + pd.Timedelta(days=float(days))).date().isoformat()
 
     def versions(self) -> list[tuple[str, str]]:
-        return [("features", self.snapshot.version)] + [(m.name, m.version) for m in self.models.values()]
+        return [(SNAPSHOT_NAME, self.snapshot.version)] + [(m.name, m.version) for m in self.models.values()]

@@ -14,6 +14,7 @@ import onnxruntime as ort
 
 from tenure.artifacts import Manifest, latest_valid, versions
 from tenure.errors import ArtifactError, ModelUnavailable
+from tenure.store import SNAPSHOT_NAME, FeatureSnapshot
 
 log = logging.getLogger(__name__)
 WARMUP_ROWS = (1, 8, 64, 256)
@@ -137,6 +138,28 @@ class FusedModels:
         return [g[:, c] if c is not None else g.reshape(len(X)) for g, c in zip(got, self._columns)]
 
 
+def load_snapshot(repo: Path) -> FeatureSnapshot:
+    """The newest valid feature snapshot: the one artifact every service needs."""
+    if not versions(repo, SNAPSHOT_NAME):
+        raise ArtifactError(f"the feature snapshot {SNAPSHOT_NAME!r} is not in the repository {repo}: every service "
+                            "needs it (train the shop, or write one with `tenure snapshot`)", model=SNAPSHOT_NAME)
+    return FeatureSnapshot.load_latest(repo)
+
+
+def load_present(repo: Path, names: tuple[str, ...] | list[str], threads: int = 1) -> dict[str, OnnxModel]:
+    """The newest valid version of each named model that the repository holds (a version directory
+    under models/<name>/); names without one are left out: the shop's data could not support them,
+    or they were not published. A model whose versions are all broken is an error (ArtifactError),
+    not a missing model: the Holder then keeps serving what it loaded before."""
+    return {name: OnnxModel.load_latest(repo, name, threads) for name in names if versions(repo, name)}
+
+
+def inventory(loaded: list[tuple[str, str]], missing: tuple[str, ...] | list[str]) -> str:
+    """One line for the log: the loaded models with versions, then the missing ones."""
+    text = ", ".join(f"{name}@{version}" for name, version in loaded)
+    return f"{text}; not in the repository: {', '.join(missing)}" if missing else f"{text}; none missing"
+
+
 def column_index(names: list[str], wanted: list[str], model: str) -> np.ndarray:
     """Positions of a model's features within a feature vector; ArtifactError if any is absent."""
     pos = {n: i for i, n in enumerate(names)}
@@ -158,14 +181,19 @@ class Holder(Generic[T]):
     """
 
     def __init__(self, repo: Path, names: tuple[str, ...] | Callable[[Path], tuple[str, ...]],
-                 build: Callable[[Path], T]) -> None:
+                 build: Callable[[Path], T], describe: Callable[[T], str] | None = None) -> None:
+        """names: every artifact the engine may use (present or not: one that appears later changes
+        the key, and the engine is rebuilt with it); describe: the engine in one log line (the
+        loaded models and the missing ones), logged when an engine is swapped in."""
         self.repo = Path(repo)
         self._names = names
         self._build = build
+        self._describe = describe
         self._lock = threading.Lock()
         self.current: T | None = None
         self.loaded_key: tuple[str, ...] | None = None
         self.last_error: str = ""
+        self._failed_key: tuple[str, ...] | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -184,11 +212,14 @@ class Holder(Generic[T]):
             try:
                 engine = self._build(self.repo)
             except Exception as err:  # any failure keeps the engine that works
-                self.last_error = str(err)
-                log.error("loading %s failed, keeping %s: %s", self.names, self.loaded_key or "nothing", err)
+                # The same failure on the same repository state is logged once, not at every poll.
+                repeated = key == self._failed_key and str(err) == self.last_error
+                self.last_error, self._failed_key = str(err), key
+                (log.debug if repeated else log.error)("loading %s failed, keeping %s: %s", self.names,
+                                                       self.loaded_key or "nothing", err)
                 return False
-            self.current, self.loaded_key, self.last_error = engine, key, ""
-            log.info("serving %s", key)
+            self.current, self.loaded_key, self.last_error, self._failed_key = engine, key, "", None
+            log.info("serving %s", self._describe(engine) if self._describe is not None else key)
             return True
 
     def get(self) -> T:

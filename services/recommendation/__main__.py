@@ -17,7 +17,8 @@ SERVICE_NAME = recommendation_pb2.DESCRIPTOR.services_by_name["RecommendationSer
 def make_service(settings: ServiceSettings, address: str) -> Service:
     # The feedback store outlives the Recommender, which the holder rebuilds when the models change.
     feedback = FeedbackStore(settings.state_dir / "feedback.sqlite", index_days=settings.feedback_exclude_days)
-    holder: Holder[Recommender] = Holder(settings.models_dir, MODELS, functools.partial(Recommender.load, settings=settings))
+    holder: Holder[Recommender] = Holder(settings.models_dir, MODELS, functools.partial(Recommender.load, settings=settings),
+                                         describe=Recommender.describe)
     servicer = RecommendationServicer(holder, feedback, settings.feedback_exclude_days)
     return build_service(address, [(recommendation_pb2_grpc.add_RecommendationServiceServicer_to_server, servicer, SERVICE_NAME, holder)], settings)
 

@@ -1,4 +1,10 @@
-"""Recommendation logic without gRPC: candidates, pair features, one ONNX run, top-k."""
+"""Recommendation logic without gRPC: candidates, pair features, one ONNX run, top-k.
+
+Without a propensity model in the repository (the training data had no products, so
+recommendations were skipped; or the model was not published), or with fewer than two products in
+the snapshot's catalogue, the Recommender still loads (feedback is recorded against its catalogue)
+and Recommend / RecommendForBasket fail with ModelMissing (FAILED_PRECONDITION) saying why.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,13 +13,18 @@ from typing import Iterable
 
 import numpy as np
 
-from services.core.runtime import OnnxModel
+from services.core.errors import ModelMissing
+from services.core.runtime import OnnxModel, inventory, load_present, load_snapshot
+from tenure.data import NO_PRODUCT
 from tenure.errors import ArtifactError, InvalidInput, UnknownCustomer, UnknownProduct
 from tenure.features import PAIR_FEATURES, SOURCE_CO_PURCHASE, customer_columns
 from tenure.settings import ServiceSettings
 from tenure.store import FeatureSnapshot
 
 MODELS = ("features", "propensity")
+PROPENSITY = "propensity"
+MIN_PRODUCTS = 2
+"""With fewer products there is nothing to choose between: no recommendations."""
 MAX_K = 100
 BASKET_WEIGHT = 2.0
 """Co-purchase weight of a basket item, vs log1p(count) for an item bought before."""
@@ -30,8 +41,8 @@ class Ranked:
 
 
 class Recommender:
-    def __init__(self, snapshot: FeatureSnapshot, propensity: OnnxModel, n_candidates: int = 200) -> None:
-        if propensity.features != list(PAIR_FEATURES):
+    def __init__(self, snapshot: FeatureSnapshot, propensity: OnnxModel | None, n_candidates: int = 200) -> None:
+        if propensity is not None and propensity.features != list(PAIR_FEATURES):
             raise ArtifactError(f"propensity expects features {propensity.features[:3]}..., this build computes "
                                 f"{list(PAIR_FEATURES)[:3]}...", model=propensity.name)
         self.snapshot = snapshot
@@ -40,12 +51,50 @@ class Recommender:
         self.catalog = snapshot.catalog
         self.categories = sorted(set(self.catalog.categories.tolist()) - {""})
         self._category_masks = {c: self.catalog.categories != c for c in self.categories}
+        self.unavailable = self._unavailable()
+        """Why recommendations cannot be made ("" when they can)."""
+
+    def _unavailable(self) -> str:
+        n = len(self.catalog.product_ids)
+        placeholder = n == 1 and self.catalog.product_ids[0] == NO_PRODUCT  # an order log without products
+        products = "no products" if n == 0 or placeholder else "only one product" if n == 1 else f"{n} products"
+        if self.model is None and n < MIN_PRODUCTS:
+            return (f"no recommendation model in the repository: the training data had {products} "
+                    "(recommendations were skipped)")
+        if self.model is None:
+            return (f"no recommendation model ({PROPENSITY!r}) in the repository: it was not trained or not "
+                    f"published (the catalogue has {products})")
+        if n < MIN_PRODUCTS:
+            return (f"nothing to recommend: the catalogue of the feature snapshot {self.snapshot.version} has "
+                    f"{products}")
+        return ""
 
     @classmethod
     def load(cls, repo: Path, settings: ServiceSettings) -> "Recommender":
-        snapshot = FeatureSnapshot.load_latest(repo)
-        model = OnnxModel.load_latest(repo, "propensity", settings.ort_threads)
-        return cls(snapshot, model, int(model.manifest.params.get("n_candidates", 200)))
+        snapshot = load_snapshot(repo)
+        model = load_present(repo, [PROPENSITY], settings.ort_threads).get(PROPENSITY)
+        n_candidates = int(model.manifest.params.get("n_candidates", 200)) if model is not None else 200
+        return cls(snapshot, model, n_candidates)
+
+    def require(self) -> OnnxModel:
+        """The propensity model, or ModelMissing (FAILED_PRECONDITION) saying why there is none."""
+        if self.unavailable or self.model is None:
+            raise ModelMissing(self.unavailable, PROPENSITY)
+        return self.model
+
+    def model_version(self) -> tuple[str, str]:
+        model = self.require()
+        return model.name, model.version
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return () if self.model is not None else (PROPENSITY,)
+
+    def describe(self) -> str:
+        """The one log line of a loaded recommender."""
+        loaded = [("features", self.snapshot.version)] + ([(self.model.name, self.model.version)] if self.model else [])
+        text = "recommendation: " + inventory(loaded, self.missing)
+        return f"{text}; Recommend and RecommendForBasket refused: {self.unavailable}" if self.unavailable else text
 
     def _customer_row(self, customer_id: str) -> int:
         row = self.snapshot.index.get(customer_id, -1)
@@ -90,7 +139,7 @@ class Recommender:
             None if boost is None else boost[None, :])
         cand, source = cand[0], source[0]
         valid = cand >= 0
-        scores = self.model.predict(X[valid])
+        scores = self.require().predict(X[valid])
         order = np.argsort(-scores, kind="stable")[:k]
         return Ranked(cand[valid][order], scores[order], source[valid][order], int(valid.sum()))
 
@@ -99,6 +148,7 @@ class Recommender:
         """Top k for a known customer. recently_shown: products shown to the customer lately without
         a click or purchase (tenure.feedback.FeedbackStore.recently_shown); they are left out
         through the same mask as exclude_ids and counted in Ranked.excluded_recently_shown."""
+        self.require()
         k = self._k(k, 10)
         exclude = self._exclusions(exclude_ids, category)
         row = self._customer_row(customer_id)
@@ -119,6 +169,7 @@ class Recommender:
         are likely to buy anyway. A guest gets the co-purchase score alone: a 30-day propensity of
         an average customer says nothing about this basket.
         """
+        self.require()
         if not items:
             raise InvalidInput("the basket is empty; send at least one item")
         k = self._k(k, 5)

@@ -29,12 +29,13 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
     def Recommend(self, request: recommendation_pb2.RecommendRequest,
                   context: grpc.ServicerContext) -> recommendation_pb2.RecommendResponse:
         rec = self.holder.get()
+        rec.require()  # before reading the feedback store: without a model there is nothing to rank
         recent: list[str] = []
         if not request.include_recently_shown and self.exclude_days > 0:
             recent = self.feedback.recently_shown(request.customer_id, time.time(), self.exclude_days)
         ranked = rec.recommend(request.customer_id, request.k, list(request.exclude_product_ids), request.category,
                                recent)
-        return convert.response(ranked, rec.catalog, (rec.model.name, rec.model.version), uuid.uuid4().hex)
+        return convert.response(ranked, rec.catalog, rec.model_version(), uuid.uuid4().hex)
 
     @grpc_errors
     def RecommendForBasket(self, request: recommendation_pb2.RecommendForBasketRequest,
@@ -42,7 +43,7 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
         rec = self.holder.get()
         ranked = rec.recommend_for_basket(convert.basket_items(request),
                                          request.customer_id, request.k, list(request.exclude_product_ids))
-        return convert.response(ranked, rec.catalog, (rec.model.name, rec.model.version), uuid.uuid4().hex)
+        return convert.response(ranked, rec.catalog, rec.model_version(), uuid.uuid4().hex)
 
     @grpc_errors
     def RecordFeedback(self, request: recommendation_pb2.RecordFeedbackRequest,

@@ -18,9 +18,10 @@ OIP_SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["GRPCInferenceServi
 
 
 def make_service(settings: ServiceSettings, address: str) -> Service:
-    scorer: Holder[Scorer] = Holder(settings.models_dir, MODELS, functools.partial(Scorer.load, settings=settings))
+    scorer: Holder[Scorer] = Holder(settings.models_dir, MODELS, functools.partial(Scorer.load, settings=settings),
+                                    describe=Scorer.describe)
     models: Holder[ModelSet] = Holder(settings.models_dir, servable_models,
-                                      functools.partial(ModelSet.load, settings=settings))
+                                      functools.partial(ModelSet.load, settings=settings), describe=ModelSet.describe)
     streams = StreamSlots(settings.max_streams)  # shared by both services of this port
     return build_service(address, [
         (scoring_pb2_grpc.add_ScoringServiceServicer_to_server,

@@ -1,9 +1,12 @@
 """Pure conversions between scoring protobuf messages and numpy arrays."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from services.core.convert import row_error
+from services.scoring.engine import RowScores
 from tenure.errors import InvalidInput, TenureError
 from tenure.v1 import common_pb2, scoring_pb2
 
@@ -47,19 +50,28 @@ def refs_to_matrix(refs: list[common_pb2.CustomerRef], n_features: int, lookup) 
     return keys, X, errors, inline_rows
 
 
-def score_response(keys: list[str], churn: np.ndarray, look: np.ndarray, bands: np.ndarray,
-                   errors: dict[int, TenureError], horizon_days: int,
-                   versions: list[common_pb2.ModelVersion]) -> scoring_pb2.ScoreResponse:
+def score_response(keys: list[str], scores: RowScores, bands: np.ndarray | None, horizon_days: int,
+                   versions: list[common_pb2.ModelVersion], missing: tuple[str, ...]) -> scoring_pb2.ScoreResponse:
+    """Scores of the rows; a score that was not computed (not asked for, or its model is missing)
+    is left unset."""
+    churn, look, errors = scores.churn, scores.lookalike, scores.errors
     results = []
     for i, key in enumerate(keys):
         if i in errors:
             results.append(scoring_pb2.CustomerScore(customer_id=key, error=row_error(errors[i])))
-        else:
+        elif churn is not None and look is not None and bands is not None:  # the common case: both
             results.append(scoring_pb2.CustomerScore(customer_id=key, scores=scoring_pb2.Scores(
-                churn_probability=float(churn[i]), churn_band=scoring_pb2.RiskBand.ValueType(int(bands[i])), lookalike_score=float(look[i]),
-                churn_horizon_days=horizon_days)))
-    return scoring_pb2.ScoreResponse(
-        results=results, models=versions)
+                churn_probability=float(churn[i]), churn_band=scoring_pb2.RiskBand.ValueType(int(bands[i])),
+                lookalike_score=float(look[i]), churn_horizon_days=horizon_days)))
+        else:
+            parts: dict[str, Any] = {}
+            if churn is not None and bands is not None:
+                parts.update(churn_probability=float(churn[i]), churn_horizon_days=horizon_days,
+                             churn_band=scoring_pb2.RiskBand.ValueType(int(bands[i])))
+            if look is not None:
+                parts["lookalike_score"] = float(look[i])
+            results.append(scoring_pb2.CustomerScore(customer_id=key, scores=scoring_pb2.Scores(**parts)))
+    return scoring_pb2.ScoreResponse(results=results, models=versions, missing_models=missing)
 
 
 def chunk_matrix(chunk: scoring_pb2.ScoreChunk, n_features: int) -> np.ndarray | None:
@@ -78,13 +90,22 @@ def chunk_matrix(chunk: scoring_pb2.ScoreChunk, n_features: int) -> np.ndarray |
     return np.frombuffer(fm.float32_le, dtype="<f4").reshape(fm.rows, fm.cols)
 
 
-def chunk_result(chunk: scoring_pb2.ScoreChunk, churn: np.ndarray, look: np.ndarray,
-                 errors: dict[int, TenureError]) -> scoring_pb2.ScoreChunkResult:
+def chunk_result(chunk: scoring_pb2.ScoreChunk, scores: RowScores, n: int,
+                 missing: tuple[str, ...], nan_for_missing: bool) -> scoring_pb2.ScoreChunkResult:
+    """nan_for_missing (the chunk asked for every score): the columns of missing models are NaN
+    for every row; otherwise a score not computed is empty bytes."""
+    nan = np.full(n, np.nan, "<f4").tobytes() if nan_for_missing and missing else b""
+
+    def column(values: np.ndarray | None, name: str) -> bytes:
+        if values is not None:
+            return values.astype("<f4").tobytes()
+        return nan if name in missing else b""
+
     return scoring_pb2.ScoreChunkResult(
         chunk_id=chunk.chunk_id,
         customer_ids=chunk.customer_ids,
-        churn_probability=churn.astype("<f4").tobytes(),
-        lookalike_score=look.astype("<f4").tobytes(),
-        failures=[common_pb2.RowFailure(row=i, error=row_error(e)) for i, e in sorted(errors.items())],
+        churn_probability=column(scores.churn, "churn"),
+        lookalike_score=column(scores.lookalike, "lookalike"),
+        failures=[common_pb2.RowFailure(row=i, error=row_error(e)) for i, e in sorted(scores.errors.items())],
+        missing_models=missing,
     )
-

@@ -1,7 +1,6 @@
 """Scoring logic without gRPC: look up or validate feature rows, run churn and lookalike."""
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -9,55 +8,61 @@ from typing import Callable
 import numpy as np
 
 from services.core.batching import Batcher
+from services.core.errors import ModelMissing
 from services.core.predictions import Predictor, bands, model_names
-from services.core.runtime import FusedModels, OnnxModel, column_index
-from tenure.errors import InvalidInput, ModelUnavailable, TenureError, UnknownCustomer
+from services.core.runtime import FusedModels, column_index, inventory
+from tenure.errors import InvalidInput, TenureError, UnknownCustomer
 from tenure.settings import ServiceSettings
-from tenure.store import FeatureSnapshot
 
 MODELS = model_names
-"""Score needs features, churn and lookalike; Predict every model of services.core.predictions."""
+"""Score uses features, churn and lookalike; Predict every model of services.core.predictions. Only
+the features are required: the service answers with the models the repository holds."""
 SCORES = frozenset({"churn", "lookalike"})
+SCORE_ORDER = ("churn", "lookalike")
 BATCHED_MAX_ROWS = 64
 """Requests up to this many rows (without failed rows) go through the batcher of the fused models."""
 
 
 @dataclass
 class RowScores:
-    churn: np.ndarray
-    lookalike: np.ndarray
+    churn: np.ndarray | None
+    lookalike: np.ndarray | None
+    """None: not computed (not asked for, or the model is missing)."""
     errors: dict[int, TenureError]
     """Row index -> why it failed; failed rows hold NaN scores."""
 
 
 class Scorer:
-    def __init__(self, snapshot: FeatureSnapshot, churn: OnnxModel, lookalike: OnnxModel,
-                 settings: ServiceSettings, predictor: Predictor | None = None) -> None:
-        self.snapshot = snapshot
+    def __init__(self, predictor: Predictor, settings: ServiceSettings) -> None:
         self.predictor = predictor
-        self.churn = churn
-        self.lookalike = lookalike
+        self.snapshot = snapshot = predictor.snapshot
         self.features = snapshot.feature_names
         self.n_features = len(self.features)
-        self.churn_cols = column_index(self.features, churn.features, churn.name)
-        self.lookalike_cols = column_index(self.features, lookalike.features, lookalike.name)
-        self.identity_churn = bool(np.array_equal(self.churn_cols, np.arange(self.n_features)))
-        self.horizon_days = int(churn.manifest.params.get("horizon_days", 0))
+        self.models = {name: predictor.models[name] for name in SCORE_ORDER if predictor.has(name)}
+        self.available = frozenset(self.models)
+        self.missing = tuple(name for name in SCORE_ORDER if name not in self.models)
+        """Score models the repository does not hold."""
+        self._cols: dict[str, np.ndarray | None] = {}
+        for name, model in self.models.items():
+            cols = column_index(self.features, model.features, model.name)
+            self._cols[name] = None if np.array_equal(cols, np.arange(self.n_features)) else cols
+        self.horizon_days = predictor.churn_horizon_days
         self.thresholds = (settings.churn_band_medium, settings.churn_band_high)
         self.max_rows = settings.max_batch_rows
         # Per-request calls from concurrent callers coalesce into one run of churn and lookalike
-        # fused into one graph (bulk chunks run the two models directly, several chunks at once).
-        batcher = functools.partial(Batcher, max_batch_rows=settings.max_batch_rows_per_run,
+        # fused into one graph (bulk chunks run the models directly, several chunks at once).
+        self._fused_names = list(self.models)
+        self._batcher: Batcher | None = None
+        if self.models:
+            fused = FusedModels(list(self.models.values()), [self._cols[n] for n in self._fused_names],
+                                self.n_features, settings.ort_threads)
+            self._batcher = Batcher(fused.run, max_batch_rows=settings.max_batch_rows_per_run,
                                     max_queue_delay_us=settings.max_queue_delay_us,
                                     max_queue_rows=settings.max_queue_rows)
-        self._fused = FusedModels([churn, lookalike], [None if self.identity_churn else self.churn_cols,
-                                                       self.lookalike_cols], self.n_features, settings.ort_threads)
-        self._batcher = batcher(self._fused.run)
 
     @classmethod
     def load(cls, repo: Path, settings: ServiceSettings) -> "Scorer":
-        predictor = Predictor.load(repo, settings)
-        return cls(predictor.snapshot, predictor.models["churn"], predictor.models["lookalike"], settings, predictor)
+        return cls(Predictor.load(repo, settings), settings)
 
     def lookup(self, ids: list[str]) -> tuple[np.ndarray, dict[int, TenureError]]:
         """Feature rows for ids (zeros where unknown) and the unknown rows' errors."""
@@ -87,50 +92,51 @@ class Scorer:
                                        f"all {self.n_features} features must be finite numbers")
         return errors
 
-    def score(self, X: np.ndarray, errors: dict[int, TenureError], wanted: frozenset[str] = SCORES,
-              deadline: float | None = None, alive: Callable[[], bool] | None = None) -> RowScores:
-        """Score the rows that have no error yet (only the `wanted` scores); failed rows get NaN.
-        deadline (time.monotonic()) and alive apply to the batched per-request path."""
-        n = len(X)
-        if not errors and n <= BATCHED_MAX_ROWS and wanted == SCORES:  # a per-request call: every row scores
-            churn, look = self._batcher.submit(X, deadline, alive)
-            return RowScores(churn, look, errors)
-        if not errors:
-            return RowScores(
-                self.churn.predict(X if self.identity_churn else np.ascontiguousarray(X[:, self.churn_cols]))
-                if "churn" in wanted else np.zeros(0, np.float32),
-                self.lookalike.predict(np.ascontiguousarray(X[:, self.lookalike_cols]))
-                if "lookalike" in wanted else np.zeros(0, np.float32),
-                errors)
-        ok = np.ones(n, bool)
-        if errors:
-            ok[list(errors)] = False
-        churn = np.full(n if "churn" in wanted else 0, np.nan, np.float32)
-        look = np.full(n if "lookalike" in wanted else 0, np.nan, np.float32)
-        if ok.any():
-            Xok = X if ok.all() else X[ok]
-            if len(churn):
-                churn[ok] = self.churn.predict(np.ascontiguousarray(Xok if self.identity_churn else Xok[:, self.churn_cols]))
-            if len(look):
-                look[ok] = self.lookalike.predict(np.ascontiguousarray(Xok[:, self.lookalike_cols]))
-        return RowScores(churn, look, errors)
+    def _predict(self, name: str, X: np.ndarray) -> np.ndarray:
+        cols = self._cols[name]
+        return self.models[name].predict(X if cols is None else np.ascontiguousarray(X[:, cols]))
 
-    @staticmethod
-    def wanted(names: list[str]) -> frozenset[str]:
-        """The scores a bulk chunk asks for (empty = all)."""
+    def score(self, X: np.ndarray, errors: dict[int, TenureError], wanted: frozenset[str],
+              deadline: float | None = None, alive: Callable[[], bool] | None = None) -> RowScores:
+        """Score the rows that have no error yet (only the `wanted` scores, each of them available:
+        see `wanted`); failed rows get NaN. deadline (time.monotonic()) and alive apply to the
+        batched per-request path."""
+        names = [name for name in SCORE_ORDER if name in wanted]
+        n = len(X)
+        if not names:
+            return RowScores(None, None, errors)
+        if not errors and n <= BATCHED_MAX_ROWS and wanted == self.available and self._batcher is not None:
+            out = dict(zip(self._fused_names, self._batcher.submit(X, deadline, alive)))  # a per-request call
+        elif not errors:
+            out = {name: self._predict(name, X) for name in names}
+        else:
+            ok = np.ones(n, bool)
+            ok[list(errors)] = False
+            out = {name: np.full(n, np.nan, np.float32) for name in names}
+            if ok.any():
+                Xok = X if ok.all() else X[ok]
+                for name in names:
+                    out[name][ok] = self._predict(name, Xok)
+        return RowScores(out.get("churn"), out.get("lookalike"), errors)
+
+    def wanted(self, names: list[str]) -> frozenset[str]:
+        """The scores a request asks for: empty = every score whose model the repository holds;
+        naming one whose model is missing is a ModelMissing (FAILED_PRECONDITION)."""
         unknown = [n for n in names if n not in SCORES]
         if unknown:
             raise InvalidInput(f"unknown score {unknown[0][:64]!r}; expected some of: {', '.join(sorted(SCORES))}")
-        return frozenset(names) or SCORES
+        missing = [n for n in names if n not in self.available]
+        if missing:
+            raise ModelMissing.named(missing[0], f"the {missing[0]} score was asked for")
+        return frozenset(names) or self.available
 
     def bands(self, p: np.ndarray) -> np.ndarray:
         return bands(p, *self.thresholds)
 
     def versions(self) -> list[tuple[str, str]]:
-        return [("features", self.snapshot.version), (self.churn.name, self.churn.version),
-                (self.lookalike.name, self.lookalike.version)]
+        """The snapshot and the Score models."""
+        return [("features", self.snapshot.version)] + [(m.name, m.version) for m in self.models.values()]
 
-    def predictions(self) -> Predictor:
-        if self.predictor is None:
-            raise ModelUnavailable("Predict needs the CLV, purchase and churn-contributions models; not loaded")
-        return self.predictor
+    def describe(self) -> str:
+        """The one log line of a loaded scorer: every model Score and Predict use, and the missing ones."""
+        return "scoring: " + inventory(self.predictor.versions(), self.predictor.missing)

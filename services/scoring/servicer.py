@@ -10,7 +10,7 @@ from services.core.runtime import Holder
 from services.core.server import deadline_of, grpc_errors
 from services.core.streaming import StreamSlots, ordered_map
 from services.scoring import convert
-from services.scoring.engine import SCORES, Scorer
+from services.scoring.engine import Scorer
 from tenure.errors import InvalidInput, TooLarge
 from tenure.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
@@ -33,11 +33,13 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                            "(use StreamScore for bulk jobs)")
         keys, X, errors, inline_rows = convert.refs_to_matrix(list(request.customers), scorer.n_features,
                                                               scorer.lookup)
+        wanted = scorer.wanted(list(request.scores))
         if inline_rows:
             errors.update(scorer.check_matrix(X[inline_rows], inline_rows))
-        scores = scorer.score(X, errors, SCORES, deadline_of(context), context.is_active)
-        return convert.score_response(keys, scores.churn, scores.lookalike, scorer.bands(scores.churn),
-                                      scores.errors, scorer.horizon_days, self._versions(scorer))
+        scores = scorer.score(X, errors, wanted, deadline_of(context), context.is_active)
+        bands = scorer.bands(scores.churn) if scores.churn is not None else None
+        return convert.score_response(keys, scores, bands, scorer.horizon_days, self._versions(scorer),
+                                      scorer.missing)
 
     def _versions(self, scorer: Scorer) -> list[common_pb2.ModelVersion]:
         """The ModelVersion messages of the loaded scorer, built once per loaded version."""
@@ -61,7 +63,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             else:
                 errors = scorer.check_matrix(X)
             scores = scorer.score(X, errors, wanted)
-            return convert.chunk_result(chunk, scores.churn, scores.lookalike, scores.errors)
+            return convert.chunk_result(chunk, scores, n, scorer.missing, nan_for_missing=not chunk.scores)
 
         with self.streams.hold():
             yield from ordered_map(request_iterator, one, self.stream_window)
@@ -69,7 +71,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     @grpc_errors
     def Predict(self, request: scoring_pb2.PredictRequest, context: grpc.ServicerContext) -> scoring_pb2.PredictResponse:
         scorer = self.holder.get()
-        pred = scorer.predictions()
+        pred = scorer.predictor
         ids = list(request.customer_ids)
         if len(ids) > scorer.max_rows:
             raise TooLarge(f"{len(ids)} customers in one Predict call; at most {scorer.max_rows}")
@@ -86,7 +88,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                        pred, table, position[i], reasons[position[i]], Xok))
                    for i, cid in enumerate(ids)]
         return scoring_pb2.PredictResponse(results=results, models=model_versions(pred.versions()),
-                                           snapshot_cutoff=pred.cutoff.isoformat())
+                                           snapshot_cutoff=pred.cutoff.isoformat(), missing_models=pred.missing)
 
     @grpc_errors
     def GetModelInfo(self, request: scoring_pb2.GetModelInfoRequest,
@@ -94,8 +96,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         scorer = self.holder.get()
         return scoring_pb2.ModelInfo(
             customer_features=scorer.features,
-            models=model_versions(scorer.versions()),
+            models=model_versions(scorer.predictor.versions()),
             churn_horizon_days=scorer.horizon_days,
             snapshot_cutoff=scorer.snapshot.cutoff.isoformat(),
             max_batch_rows=scorer.max_rows,
+            missing_models=scorer.predictor.missing,
         )

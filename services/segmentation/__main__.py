@@ -18,7 +18,8 @@ SERVICE_NAME = segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService
 def make_service(settings: ServiceSettings, address: str) -> Service:
     log = SegmentLog(settings.state_dir / "segments.sqlite")
     holder: Holder[Segmenter] = Holder(settings.models_dir, MODELS,
-                                       functools.partial(Segmenter.load, settings=settings, log=log))
+                                       functools.partial(Segmenter.load, settings=settings, log=log),
+                                       describe=Segmenter.describe)
     servicer = SegmentationServicer(holder, settings, log, StreamSlots(settings.max_streams))
     return build_service(address, [(segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server, servicer, SERVICE_NAME, holder)], settings)
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from services.segmentation.engine import Segmenter
 from tenure.errors import InvalidInput, StaleCursor
+from tenure.timing import HORIZONS
 from tenure.v1 import segmentation_pb2 as pb
 
 OPS = pb.ConditionOp
@@ -24,21 +25,43 @@ NUMERIC_OPS = {OPS.CONDITION_OP_GE, OPS.CONDITION_OP_LE, OPS.CONDITION_OP_GT, OP
                OPS.CONDITION_OP_IN, OPS.CONDITION_OP_TOP_PERCENT, OPS.CONDITION_OP_BOTTOM_PERCENT}
 
 
+FIELD_MODELS: dict[str, str] = {
+    "churn": "churn", "days_to_churn": "churn", "purchase_7d": "purchase_7d", "purchase_30d": "purchase_30d",
+    "purchase_90d": "purchase_90d", "next_purchase_days": "purchase_90d", "clv": "clv", "clv_predicted": "clv",
+    "lookalike": "lookalike", "cluster": "cluster", "grid": "grid",
+}
+"""Fields computed by a model (for "cluster" and "grid": Segmenter.missing_for's names); the others
+come from the features."""
+
+
 def numeric_fields(seg: Segmenter) -> dict[str, np.ndarray]:
+    """The numeric fields whose models the repository holds."""
     t = seg.table
     fields = {name: seg.snapshot.X[:, j] for j, name in enumerate(seg.snapshot.feature_names)}
-    fields.update({
-        "churn": t.churn, "purchase_7d": t.purchase[:, 0], "purchase_30d": t.purchase[:, 1],
-        "purchase_90d": t.purchase[:, 2], "clv": t.clv_historic + t.clv_predicted, "clv_predicted": t.clv_predicted,
-        "clv_historic": t.clv_historic, "lookalike": t.lookalike, "next_purchase_days": t.next_purchase_days,
-        "days_to_churn": t.days_to_churn, "recency_days": seg.recency, "orders": seg.orders, "monetary": seg.spend,
-    })
+    fields.update({"clv_historic": t.clv_historic, "recency_days": seg.recency, "orders": seg.orders,
+                   "monetary": seg.spend})
+    if t.churn is not None and t.days_to_churn is not None:
+        fields.update(churn=t.churn, days_to_churn=t.days_to_churn)
+    for k, h in enumerate(HORIZONS):
+        if h in seg.predictor.horizons:
+            fields[f"purchase_{h}d"] = t.purchase[:, k]
+    if t.next_purchase_days is not None:
+        fields["next_purchase_days"] = t.next_purchase_days
+    if t.clv_predicted is not None:
+        fields.update(clv=t.clv_historic + t.clv_predicted, clv_predicted=t.clv_predicted)
+    if t.lookalike is not None:
+        fields["lookalike"] = t.lookalike
     return fields
 
 
 def segment_fields(seg: Segmenter) -> dict[str, np.ndarray]:
-    return {"rfm_segment": seg.segment.astype(str), "lifecycle": seg.stage_names().astype(str),
-            "cluster": seg.cluster_names[seg.cluster].astype(str), "grid": seg.grid_names().astype(str)}
+    """The segment fields whose models the repository holds."""
+    fields = {"rfm_segment": seg.segment.astype(str), "lifecycle": seg.stage_names().astype(str)}
+    if seg.cluster is not None:
+        fields["cluster"] = seg.cluster_names[seg.cluster].astype(str)
+    if seg.grid_churn is not None:
+        fields["grid"] = seg.grid_names().astype(str)
+    return fields
 
 
 @dataclass
@@ -67,8 +90,14 @@ class Audiences:
             keep &= self._condition(i, c)
         return keep
 
+    def _absent(self, field: str, where: str) -> None:
+        """A field whose model is missing: FAILED_PRECONDITION naming the model."""
+        if field in FIELD_MODELS and field not in self.numeric and field not in self.segments:
+            raise self.seg.missing_for(FIELD_MODELS[field], f"{where}: the field {field!r}")
+
     def _condition(self, i: int, c: pb.Condition) -> np.ndarray:
         where = f"condition {i} ({c.field[:64]!r})"
+        self._absent(c.field, where)
         if c.field in self.segments:
             if c.op != OPS.CONDITION_OP_IN or not c.values:
                 raise InvalidInput(f"{where}: segment fields take op IN with values")
@@ -106,6 +135,7 @@ class Audiences:
         keep = self.mask(list(query.conditions))
         fp = self.fingerprint(query)
         if query.order_by:
+            self._absent(query.order_by, f"order_by {query.order_by[:64]!r}")
             key = self.numeric.get(query.order_by)
             if key is None:
                 raise InvalidInput(f"order_by {query.order_by[:64]!r} is not a numeric field")

@@ -23,19 +23,21 @@ def grid_message(churn: int, purchase: int) -> pb.GridCell:
 
 
 def segments_message(seg: Segmenter, rows: SegmentRows, i: int) -> pb.Segments:
+    """The cluster and the grid cell are left unset when their models are missing."""
     return pb.Segments(
         rfm=pb.RfmScores(recency=int(rows.r[i]), frequency=int(rows.f[i]), monetary=int(rows.m[i])),
         rfm_segment=str(rows.segment[i]), lifecycle_stage=pb.LifecycleStage.ValueType(int(rows.stage[i])),
         recency_days=float(rows.recency[i]), orders=int(rows.orders[i]), monetary=float(rows.monetary[i]),
-        cluster=cluster_message(seg, int(rows.cluster[i])),
-        grid=grid_message(int(rows.grid_churn[i]), int(rows.grid_purchase[i])))
+        cluster=cluster_message(seg, int(rows.cluster[i])) if rows.cluster is not None else None,
+        grid=grid_message(int(rows.grid_churn[i]), int(rows.grid_purchase[i]))
+        if rows.grid_churn is not None and rows.grid_purchase is not None else None)
 
 
 def segments_response(seg: Segmenter, ids: list[str], rows: SegmentRows) -> pb.GetSegmentsResponse:
     return pb.GetSegmentsResponse(results=[
         pb.CustomerSegments(customer_id=cid, error=row_error(rows.errors[i])) if i in rows.errors else
         pb.CustomerSegments(customer_id=cid, segments=segments_message(seg, rows, i))
-        for i, cid in enumerate(ids)])
+        for i, cid in enumerate(ids)], missing_models=seg.segment_missing)
 
 
 def rescoring_message(r: Rescoring | None) -> pb.Rescoring:
@@ -56,12 +58,13 @@ def catalog(seg: Segmenter) -> pb.SegmentCatalog:
         rfm_segments=_counts(seg.counts(seg.segment)),
         lifecycle_stages=_counts(seg.counts(seg.stage_names())),
         clusters=[cluster_message(seg, int(c["id"])) for c in seg.cluster_info],
-        cluster_counts=_counts(seg.counts(seg.cluster_names[seg.cluster])),
-        grid_cells=_counts(seg.counts(seg.grid_names())),
+        cluster_counts=_counts(seg.counts(seg.cluster_names[seg.cluster])) if seg.cluster is not None else [],
+        grid_cells=_counts(seg.counts(seg.grid_names())) if seg.grid_churn is not None else [],
         churn_thresholds=[s.churn_band_medium, s.churn_band_high],
         purchase_thresholds=[s.purchase_band_medium, s.purchase_band_high],
         customers=len(seg.snapshot.customer_ids),
         rescoring=rescoring_message(seg.rescoring),
+        missing_models=seg.missing,
     )
 
 

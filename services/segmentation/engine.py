@@ -5,6 +5,10 @@ model (services.core.predictions) and segmented: RFM scores and named segment, l
 behavioural cluster, churn x purchase grid cell. Moves against the previous re-scoring are
 recorded (services.segmentation.changes). Audiences, profiles, lookalike audiences and the
 360-degree view read these arrays: a request is a mask and a sort away.
+
+Only the feature snapshot is required. RFM and lifecycle come from the features; the cluster needs
+the clusters model, the churn x purchase grid churn and purchase_30d; a part whose model is not in
+the repository is None (and is not recorded as a segment family until the model appears).
 """
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from services.core.errors import ModelMissing
 from services.core.predictions import PredictionTable, Predictor, bands, model_names
-from services.core.runtime import OnnxModel, column_index
+from services.core.runtime import OnnxModel, column_index, inventory
 from services.segmentation.changes import CLUSTER, GRID, LIFECYCLE, RFM, Rescoring, SegmentLog
 from tenure.artifacts import latest_valid, versions
 from tenure.errors import InvalidInput, TenureError, UnknownCustomer, UnknownModel
@@ -27,6 +32,9 @@ from tenure.store import FeatureSnapshot
 MAX_AUDIENCE = 1_000_000
 SCORE_BATCH = 50_000
 LOOKALIKE_PREFIX = "lookalike-"
+CLUSTERS = "clusters"
+GRID_MODELS = ("churn", "purchase_30d")
+"""The churn x purchase grid needs both."""
 STAGE_NAMES = {1: "new", 2: "active", 3: "at_risk", 4: "lapsed", 5: "lost"}
 BAND_NAMES = {0: "unknown", 1: "low", 2: "medium", 3: "high"}
 
@@ -35,7 +43,7 @@ def segmentation_models(repo: Path) -> tuple[str, ...]:
     """Every model a Segmenter loads: the predictions, the clusters, and lookalikes trained by jobs."""
     extra = tuple(sorted(p.name for p in Path(repo).iterdir() if p.name.startswith(LOOKALIKE_PREFIX)
                          and versions(repo, p.name))) if Path(repo).is_dir() else ()
-    return model_names(repo) + ("clusters",) + extra
+    return model_names(repo) + (CLUSTERS,) + extra
 
 
 MODELS = segmentation_models
@@ -51,9 +59,11 @@ class SegmentRows:
     recency: np.ndarray
     orders: np.ndarray
     monetary: np.ndarray
-    cluster: np.ndarray
-    grid_churn: np.ndarray
-    grid_purchase: np.ndarray
+    cluster: np.ndarray | None
+    """None without the clusters model."""
+    grid_churn: np.ndarray | None
+    grid_purchase: np.ndarray | None
+    """None without churn or purchase_30d."""
     errors: dict[int, TenureError]
 
 
@@ -77,7 +87,7 @@ def _batched(predictor: Predictor, X: np.ndarray) -> PredictionTable:
 
 
 class Segmenter:
-    def __init__(self, predictor: Predictor, clusters: OnnxModel, lookalikes: dict[str, Lookalike],
+    def __init__(self, predictor: Predictor, clusters: OnnxModel | None, lookalikes: dict[str, Lookalike],
                  settings: ServiceSettings, log: SegmentLog | None = None,
                  rules: tuple[RfmRule, ...] = DEFAULT_RFM_RULES) -> None:
         self.predictor = predictor
@@ -100,28 +110,49 @@ class Segmenter:
         self.m = percentile_scores(self.spend, self.spend)
         self.segment = rfm_segment(self.r, self.f, self.m, rules)
         self.stage = lifecycle_stage(self.recency, tenure, gap, self.base_gap)
-        cols = column_index(names, clusters.features, clusters.name)
-        self.cluster = np.asarray(clusters.predict(np.ascontiguousarray(X[:, cols])), np.int64)
-        self.cluster_info: list[dict[str, Any]] = sorted(clusters.manifest.params.get("clusters", []),
-                                                        key=lambda c: int(c["id"]))
+        self.cluster: np.ndarray | None = None
+        self.cluster_info: list[dict[str, Any]] = []
+        if clusters is not None:
+            cols = column_index(names, clusters.features, clusters.name)
+            self.cluster = np.asarray(clusters.predict(np.ascontiguousarray(X[:, cols])), np.int64)
+            self.cluster_info = sorted(clusters.manifest.params.get("clusters", []), key=lambda c: int(c["id"]))
         self.cluster_names = np.array([c["name"] for c in self.cluster_info], dtype=object)
-        self.grid_churn = bands(self.table.churn, settings.churn_band_medium, settings.churn_band_high)
-        self.grid_purchase = bands(self.table.purchase[:, 1], settings.purchase_band_medium,
-                                   settings.purchase_band_high)
+        self.grid_churn: np.ndarray | None = None
+        self.grid_purchase: np.ndarray | None = None
+        if self.table.churn is not None and all(predictor.has(m) for m in GRID_MODELS):
+            self.grid_churn = bands(self.table.churn, settings.churn_band_medium, settings.churn_band_high)
+            self.grid_purchase = bands(self.table.purchase[:, 1], settings.purchase_band_medium,
+                                       settings.purchase_band_high)
+        self.missing = predictor.missing + ((CLUSTERS,) if clusters is None else ())
+        """Models the segmentation would use that the repository does not hold."""
+        self.segment_missing = tuple(m for m in (CLUSTERS, *GRID_MODELS) if m in self.missing)
+        """Those behind the parts of GetSegments (the cluster, the grid)."""
         self.base_stats = BaseStats.compute(X, names)
         self.rescoring: Rescoring | None = None
         if log is not None:
-            core = [(n, v) for n, v in predictor.versions()] + [(clusters.name, clusters.version)]
+            core = self.versions()
             self.rescoring = log.record("|".join(f"{n}={v}" for n, v in core), snapshot.cutoff.isoformat(), core,
                                         snapshot.customer_ids, self.families())
 
     @classmethod
     def load(cls, repo: Path, settings: ServiceSettings, log: SegmentLog | None = None) -> "Segmenter":
         predictor = Predictor.load(repo, settings)
-        clusters = OnnxModel.load_latest(repo, "clusters", settings.ort_threads)
-        lookalikes = {name: cls._lookalike(repo, name, predictor.snapshot, settings)
-                      for name in ["lookalike", *[n for n in segmentation_models(repo) if n.startswith(LOOKALIKE_PREFIX)]]}
+        clusters = OnnxModel.load_latest(repo, CLUSTERS, settings.ort_threads) if versions(repo, CLUSTERS) else None
+        names = (["lookalike"] if predictor.has("lookalike") else []) + \
+            [n for n in segmentation_models(repo) if n.startswith(LOOKALIKE_PREFIX)]
+        lookalikes = {name: cls._lookalike(repo, name, predictor.snapshot, settings) for name in names}
         return cls(predictor, clusters, lookalikes, settings, log)
+
+    def versions(self) -> list[tuple[str, str]]:
+        """The snapshot and every model of the re-scoring (lookalikes trained by jobs aside)."""
+        extra = [(self.clusters.name, self.clusters.version)] if self.clusters is not None else []
+        return self.predictor.versions() + extra
+
+    def describe(self) -> str:
+        """The one log line of a loaded re-scoring: its models and the missing ones."""
+        jobs = sorted(n for n in self.lookalikes if n.startswith(LOOKALIKE_PREFIX))
+        return ("segmentation: " + inventory(self.versions(), self.missing)
+                + (f"; lookalikes trained by jobs: {', '.join(jobs)}" if jobs else ""))
 
     @staticmethod
     def _lookalike(repo: Path, name: str, snapshot: FeatureSnapshot, settings: ServiceSettings) -> Lookalike:
@@ -145,12 +176,28 @@ class Segmenter:
     def grid_names(self, churn: np.ndarray | None = None, purchase: np.ndarray | None = None) -> np.ndarray:
         churn = self.grid_churn if churn is None else churn
         purchase = self.grid_purchase if purchase is None else purchase
+        if churn is None or purchase is None:
+            raise self.missing_for("grid")
         c = np.array([BAND_NAMES[int(b)] for b in range(4)], dtype=object)
         return c[churn] + " churn / " + c[purchase] + " purchase"
 
     def families(self) -> dict[int, np.ndarray]:
-        return {RFM: self.segment, LIFECYCLE: self.stage_names(), CLUSTER: self.cluster_names[self.cluster],
-                GRID: self.grid_names()}
+        """The segment families of the re-scoring: those whose models are missing are left out."""
+        families = {RFM: self.segment, LIFECYCLE: self.stage_names()}
+        if self.cluster is not None:
+            families[CLUSTER] = self.cluster_names[self.cluster]
+        if self.grid_churn is not None:
+            families[GRID] = self.grid_names()
+        return families
+
+    def missing_for(self, what: str, label: str = "") -> ModelMissing:
+        """The error (FAILED_PRECONDITION) for a part whose model is missing: what is "grid",
+        "cluster" or a model name; label says what needed it."""
+        models = {"grid": GRID_MODELS, "cluster": (CLUSTERS,)}.get(what, (what,))
+        model = next((m for m in models if m in self.missing), models[0])
+        label = label or {"grid": "the churn x purchase grid", "cluster": "the cluster"}.get(what, what)
+        return ModelMissing(f"{label} needs the model {model!r}, which is not in the repository: the shop's data "
+                            "could not support it, or it was not published", model)
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -166,13 +213,20 @@ class Segmenter:
     def segments(self, ids: list[str]) -> SegmentRows:
         rows, errors = self.rows(ids)
         s = np.maximum(rows, 0)
+
+        def pick(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[s]
+
         return SegmentRows(self.r[s], self.f[s], self.m[s], self.segment[s], self.stage[s], self.recency[s],
-                           self.orders[s], self.spend[s], self.cluster[s], self.grid_churn[s], self.grid_purchase[s],
-                           errors)
+                           self.orders[s], self.spend[s], pick(self.cluster), pick(self.grid_churn),
+                           pick(self.grid_purchase), errors)
 
     def lookalike(self, name: str) -> Lookalike:
         name = name or "lookalike"
         found = self.lookalikes.get(name) or self.lookalikes.get(LOOKALIKE_PREFIX + name)
+        if found is None and name == "lookalike":
+            raise ModelMissing.named("lookalike", "the default lookalike audience; lookalikes trained by jobs "
+                                     f"are served: {', '.join(sorted(self.lookalikes)) or 'none yet'}")
         if found is None:
             raise UnknownModel(f"lookalike model {name[:64]!r} is not loaded; loaded: {', '.join(sorted(self.lookalikes))}")
         return found

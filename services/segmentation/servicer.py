@@ -82,13 +82,15 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         with self.streams.hold():
             yield pb.AudienceExportItem(header=pb.AudienceHeader(count=len(sel.rows), base=len(aud.ids),
                                                                  rescoring_id=aud.rescoring_id, skipped=sel.start))
+            has_purchase_30d = 30 in seg.predictor.horizons
             for pos in range(sel.start, end):
                 row = int(sel.rows[pos])
                 yield pb.AudienceExportItem(member=pb.AudienceMemberRow(
                     customer_id=str(aud.ids[row]), position=pos + 1, cursor=aud.cursor(sel.fingerprint, pos + 1),
-                    churn=float(t.churn[row]), clv_predicted=float(t.clv_predicted[row]),
-                    purchase_30d=float(t.purchase[row, 1]), rfm_segment=str(seg.segment[row]),
-                    lifecycle=str(stages[row])))
+                    churn=float(t.churn[row]) if t.churn is not None else None,
+                    clv_predicted=float(t.clv_predicted[row]) if t.clv_predicted is not None else None,
+                    purchase_30d=float(t.purchase[row, 1]) if has_purchase_30d else None,
+                    rfm_segment=str(seg.segment[row]), lifecycle=str(stages[row])))
 
     @grpc_errors
     def ProfileGroup(self, request: pb.ProfileRequest, context: grpc.ServicerContext) -> pb.ProfileReport:
@@ -101,6 +103,8 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             mask = seg.stage_names() == request.lifecycle
             known = sorted(STAGE_NAMES.values())
         elif kind == "cluster":
+            if seg.cluster is None:
+                raise seg.missing_for("cluster", "a cluster group")
             mask = seg.cluster == request.cluster
             known = [str(c["id"]) for c in seg.cluster_info]
         elif kind == "audience":
@@ -160,8 +164,9 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             predictions=predictions_message(pred, table, 0, reasons[0], X),
             segments=convert.segments_message(seg, seg.segments([request.customer_id]), 0),
             snapshot_cutoff=seg.snapshot.cutoff.isoformat(),
+            missing_models=seg.missing,
         )
-        models = pred.versions() + [(seg.clusters.name, seg.clusters.version)]
+        models = seg.versions()
         try:
             rec = self._recommend.Recommend(recommendation_pb2.RecommendRequest(customer_id=request.customer_id, k=k),
                                             timeout=RECOMMEND_TIMEOUT_S)

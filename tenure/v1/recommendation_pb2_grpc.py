@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class RecommendationServiceStub:
-    """Ranks candidate products with the propensity model.
+    """Ranks candidate products with the propensity model. Without a propensity model in the
+    repository (the training data had no products, or too few), or with fewer than two products in
+    the snapshot's catalogue, Recommend and RecommendForBasket fail with FAILED_PRECONDITION saying
+    so; feedback is still recorded and reported.
     """
 
     def __init__(self, channel):
@@ -58,7 +61,10 @@ class RecommendationServiceStub:
 
 
 class RecommendationServiceServicer:
-    """Ranks candidate products with the propensity model.
+    """Ranks candidate products with the propensity model. Without a propensity model in the
+    repository (the training data had no products, or too few), or with fewer than two products in
+    the snapshot's catalogue, Recommend and RecommendForBasket fail with FAILED_PRECONDITION saying
+    so; feedback is still recorded and reported.
     """
 
     def Recommend(self, request, context):
@@ -122,7 +128,10 @@ def add_RecommendationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RecommendationService:
-    """Ranks candidate products with the propensity model.
+    """Ranks candidate products with the propensity model. Without a propensity model in the
+    repository (the training data had no products, or too few), or with fewer than two products in
+    the snapshot's catalogue, Recommend and RecommendForBasket fail with FAILED_PRECONDITION saying
+    so; feedback is still recorded and reported.
     """
 
     @staticmethod

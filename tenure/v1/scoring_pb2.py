@@ -25,49 +25,49 @@ _sym_db = _symbol_database.Default()
 from tenure.v1 import common_pb2 as tenure_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tenure/v1/scoring.proto\x12\ttenure.v1\x1a\x16tenure/v1/common.proto\"9\n\x0cScoreRequest\x12)\n\tcustomers\x18\x01 \x03(\x0b\x32\x16.tenure.v1.CustomerRef\"\x81\x01\n\x06Scores\x12\x19\n\x11\x63hurn_probability\x18\x01 \x01(\x02\x12\'\n\nchurn_band\x18\x02 \x01(\x0e\x32\x13.tenure.v1.RiskBand\x12\x17\n\x0flookalike_score\x18\x03 \x01(\x02\x12\x1a\n\x12\x63hurn_horizon_days\x18\x04 \x01(\r\"z\n\rCustomerScore\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12#\n\x06scores\x18\x02 \x01(\x0b\x32\x11.tenure.v1.ScoresH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.tenure.v1.RowErrorH\x00\x42\t\n\x07outcome\"c\n\rScoreResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.tenure.v1.CustomerScore\x12\'\n\x06models\x18\x02 \x03(\x0b\x32\x17.tenure.v1.ModelVersion\"p\n\nScoreChunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\x04\x12\x14\n\x0c\x63ustomer_ids\x18\x02 \x03(\t\x12*\n\x08\x66\x65\x61tures\x18\x03 \x01(\x0b\x32\x18.tenure.v1.FeatureMatrix\x12\x0e\n\x06scores\x18\x04 \x03(\t\"\x97\x01\n\x10ScoreChunkResult\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\x04\x12\x14\n\x0c\x63ustomer_ids\x18\x02 \x03(\t\x12\x19\n\x11\x63hurn_probability\x18\x03 \x01(\x0c\x12\x17\n\x0flookalike_score\x18\x04 \x01(\x0c\x12\'\n\x08\x66\x61ilures\x18\x05 \x03(\x0b\x32\x15.tenure.v1.RowFailure\"\x15\n\x13GetModelInfoRequest\"\x9c\x01\n\tModelInfo\x12\x19\n\x11\x63ustomer_features\x18\x01 \x03(\t\x12\'\n\x06models\x18\x02 \x03(\x0b\x32\x17.tenure.v1.ModelVersion\x12\x1a\n\x12\x63hurn_horizon_days\x18\x03 \x01(\r\x12\x17\n\x0fsnapshot_cutoff\x18\x04 \x01(\t\x12\x16\n\x0emax_batch_rows\x18\x05 \x01(\r\"7\n\x0ePredictRequest\x12\x14\n\x0c\x63ustomer_ids\x18\x01 \x03(\t\x12\x0f\n\x07reasons\x18\x02 \x01(\r\"Q\n\x0b\x43hurnReason\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\x02\"\xa8\x01\n\x0f\x43hurnPrediction\x12\x13\n\x0bprobability\x18\x01 \x01(\x02\x12!\n\x04\x62\x61nd\x18\x02 \x01(\x0e\x32\x13.tenure.v1.RiskBand\x12\x1e\n\x16\x65xpected_days_to_churn\x18\x03 \x01(\x02\x12\'\n\x07reasons\x18\x04 \x03(\x0b\x32\x16.tenure.v1.ChurnReason\x12\x14\n\x0chorizon_days\x18\x05 \x01(\r\"Y\n\rClvPrediction\x12\x10\n\x08historic\x18\x01 \x01(\x01\x12\x11\n\tpredicted\x18\x02 \x01(\x01\x12\r\n\x05total\x18\x03 \x01(\x01\x12\x14\n\x0chorizon_days\x18\x04 \x01(\r\"\xba\x01\n\x12PurchasePrediction\x12\x16\n\x0eprobability_7d\x18\x01 \x01(\x02\x12\x17\n\x0fprobability_30d\x18\x02 \x01(\x02\x12\x17\n\x0fprobability_90d\x18\x03 \x01(\x02\x12\x1d\n\x15\x65xpected_days_to_next\x18\x04 \x01(\x02\x12\x1a\n\x12next_purchase_date\x18\x05 \x01(\t\x12\x1f\n\x17\x61vg_days_between_orders\x18\x06 \x01(\x02\"7\n\x0f\x43hannelAffinity\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"\xd7\x01\n\x0bPredictions\x12)\n\x05\x63hurn\x18\x01 \x01(\x0b\x32\x1a.tenure.v1.ChurnPrediction\x12%\n\x03\x63lv\x18\x02 \x01(\x0b\x32\x18.tenure.v1.ClvPrediction\x12/\n\x08purchase\x18\x03 \x01(\x0b\x32\x1d.tenure.v1.PurchasePrediction\x12,\n\x08\x63hannels\x18\x04 \x03(\x0b\x32\x1a.tenure.v1.ChannelAffinity\x12\x17\n\x0flookalike_score\x18\x05 \x01(\x02\"\x8a\x01\n\x13\x43ustomerPredictions\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12-\n\x0bpredictions\x18\x02 \x01(\x0b\x32\x16.tenure.v1.PredictionsH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.tenure.v1.RowErrorH\x00\x42\t\n\x07outcome\"\x84\x01\n\x0fPredictResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.tenure.v1.CustomerPredictions\x12\'\n\x06models\x18\x02 \x03(\x0b\x32\x17.tenure.v1.ModelVersion\x12\x17\n\x0fsnapshot_cutoff\x18\x03 \x01(\t*b\n\x08RiskBand\x12\x19\n\x15RISK_BAND_UNSPECIFIED\x10\x00\x12\x11\n\rRISK_BAND_LOW\x10\x01\x12\x14\n\x10RISK_BAND_MEDIUM\x10\x02\x12\x12\n\x0eRISK_BAND_HIGH\x10\x03\x32\x9b\x02\n\x0eScoringService\x12:\n\x05Score\x12\x17.tenure.v1.ScoreRequest\x1a\x18.tenure.v1.ScoreResponse\x12\x45\n\x0bStreamScore\x12\x15.tenure.v1.ScoreChunk\x1a\x1b.tenure.v1.ScoreChunkResult(\x01\x30\x01\x12\x44\n\x0cGetModelInfo\x12\x1e.tenure.v1.GetModelInfoRequest\x1a\x14.tenure.v1.ModelInfo\x12@\n\x07Predict\x12\x19.tenure.v1.PredictRequest\x1a\x1a.tenure.v1.PredictResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tenure/v1/scoring.proto\x12\ttenure.v1\x1a\x16tenure/v1/common.proto\"I\n\x0cScoreRequest\x12)\n\tcustomers\x18\x01 \x03(\x0b\x32\x16.tenure.v1.CustomerRef\x12\x0e\n\x06scores\x18\x02 \x03(\t\"\xb5\x01\n\x06Scores\x12\x1e\n\x11\x63hurn_probability\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\'\n\nchurn_band\x18\x02 \x01(\x0e\x32\x13.tenure.v1.RiskBand\x12\x1c\n\x0flookalike_score\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\x12\x63hurn_horizon_days\x18\x04 \x01(\rB\x14\n\x12_churn_probabilityB\x12\n\x10_lookalike_score\"z\n\rCustomerScore\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12#\n\x06scores\x18\x02 \x01(\x0b\x32\x11.tenure.v1.ScoresH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.tenure.v1.RowErrorH\x00\x42\t\n\x07outcome\"{\n\rScoreResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.tenure.v1.CustomerScore\x12\'\n\x06models\x18\x02 \x03(\x0b\x32\x17.tenure.v1.ModelVersion\x12\x16\n\x0emissing_models\x18\x03 \x03(\t\"p\n\nScoreChunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\x04\x12\x14\n\x0c\x63ustomer_ids\x18\x02 \x03(\t\x12*\n\x08\x66\x65\x61tures\x18\x03 \x01(\x0b\x32\x18.tenure.v1.FeatureMatrix\x12\x0e\n\x06scores\x18\x04 \x03(\t\"\xaf\x01\n\x10ScoreChunkResult\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\x04\x12\x14\n\x0c\x63ustomer_ids\x18\x02 \x03(\t\x12\x19\n\x11\x63hurn_probability\x18\x03 \x01(\x0c\x12\x17\n\x0flookalike_score\x18\x04 \x01(\x0c\x12\'\n\x08\x66\x61ilures\x18\x05 \x03(\x0b\x32\x15.tenure.v1.RowFailure\x12\x16\n\x0emissing_models\x18\x06 \x03(\t\"\x15\n\x13GetModelInfoRequest\"\xb4\x01\n\tModelInfo\x12\x19\n\x11\x63ustomer_features\x18\x01 \x03(\t\x12\'\n\x06models\x18\x02 \x03(\x0b\x32\x17.tenure.v1.ModelVersion\x12\x1a\n\x12\x63hurn_horizon_days\x18\x03 \x01(\r\x12\x17\n\x0fsnapshot_cutoff\x18\x04 \x01(\t\x12\x16\n\x0emax_batch_rows\x18\x05 \x01(\r\x12\x16\n\x0emissing_models\x18\x06 \x03(\t\"7\n\x0ePredictRequest\x12\x14\n\x0c\x63ustomer_ids\x18\x01 \x03(\t\x12\x0f\n\x07reasons\x18\x02 \x01(\r\"Q\n\x0b\x43hurnReason\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\x02\"\xa8\x01\n\x0f\x43hurnPrediction\x12\x13\n\x0bprobability\x18\x01 \x01(\x02\x12!\n\x04\x62\x61nd\x18\x02 \x01(\x0e\x32\x13.tenure.v1.RiskBand\x12\x1e\n\x16\x65xpected_days_to_churn\x18\x03 \x01(\x02\x12\'\n\x07reasons\x18\x04 \x03(\x0b\x32\x16.tenure.v1.ChurnReason\x12\x14\n\x0chorizon_days\x18\x05 \x01(\r\"Y\n\rClvPrediction\x12\x10\n\x08historic\x18\x01 \x01(\x01\x12\x11\n\tpredicted\x18\x02 \x01(\x01\x12\r\n\x05total\x18\x03 \x01(\x01\x12\x14\n\x0chorizon_days\x18\x04 \x01(\r\"\xe0\x02\n\x12PurchasePrediction\x12\x1b\n\x0eprobability_7d\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1c\n\x0fprobability_30d\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x1c\n\x0fprobability_90d\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\"\n\x15\x65xpected_days_to_next\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x1f\n\x12next_purchase_date\x18\x05 \x01(\tH\x04\x88\x01\x01\x12$\n\x17\x61vg_days_between_orders\x18\x06 \x01(\x02H\x05\x88\x01\x01\x42\x11\n\x0f_probability_7dB\x12\n\x10_probability_30dB\x12\n\x10_probability_90dB\x18\n\x16_expected_days_to_nextB\x15\n\x13_next_purchase_dateB\x1a\n\x18_avg_days_between_orders\"7\n\x0f\x43hannelAffinity\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"\xf0\x01\n\x0bPredictions\x12)\n\x05\x63hurn\x18\x01 \x01(\x0b\x32\x1a.tenure.v1.ChurnPrediction\x12%\n\x03\x63lv\x18\x02 \x01(\x0b\x32\x18.tenure.v1.ClvPrediction\x12/\n\x08purchase\x18\x03 \x01(\x0b\x32\x1d.tenure.v1.PurchasePrediction\x12,\n\x08\x63hannels\x18\x04 \x03(\x0b\x32\x1a.tenure.v1.ChannelAffinity\x12\x1c\n\x0flookalike_score\x18\x05 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_lookalike_score\"\x8a\x01\n\x13\x43ustomerPredictions\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12-\n\x0bpredictions\x18\x02 \x01(\x0b\x32\x16.tenure.v1.PredictionsH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.tenure.v1.RowErrorH\x00\x42\t\n\x07outcome\"\x9c\x01\n\x0fPredictResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.tenure.v1.CustomerPredictions\x12\'\n\x06models\x18\x02 \x03(\x0b\x32\x17.tenure.v1.ModelVersion\x12\x17\n\x0fsnapshot_cutoff\x18\x03 \x01(\t\x12\x16\n\x0emissing_models\x18\x04 \x03(\t*b\n\x08RiskBand\x12\x19\n\x15RISK_BAND_UNSPECIFIED\x10\x00\x12\x11\n\rRISK_BAND_LOW\x10\x01\x12\x14\n\x10RISK_BAND_MEDIUM\x10\x02\x12\x12\n\x0eRISK_BAND_HIGH\x10\x03\x32\x9b\x02\n\x0eScoringService\x12:\n\x05Score\x12\x17.tenure.v1.ScoreRequest\x1a\x18.tenure.v1.ScoreResponse\x12\x45\n\x0bStreamScore\x12\x15.tenure.v1.ScoreChunk\x1a\x1b.tenure.v1.ScoreChunkResult(\x01\x30\x01\x12\x44\n\x0cGetModelInfo\x12\x1e.tenure.v1.GetModelInfoRequest\x1a\x14.tenure.v1.ModelInfo\x12@\n\x07Predict\x12\x19.tenure.v1.PredictRequest\x1a\x1a.tenure.v1.PredictResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tenure.v1.scoring_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RISKBAND']._serialized_start=2070
-  _globals['_RISKBAND']._serialized_end=2168
+  _globals['_RISKBAND']._serialized_start=2425
+  _globals['_RISKBAND']._serialized_end=2523
   _globals['_SCOREREQUEST']._serialized_start=62
-  _globals['_SCOREREQUEST']._serialized_end=119
-  _globals['_SCORES']._serialized_start=122
-  _globals['_SCORES']._serialized_end=251
-  _globals['_CUSTOMERSCORE']._serialized_start=253
-  _globals['_CUSTOMERSCORE']._serialized_end=375
-  _globals['_SCORERESPONSE']._serialized_start=377
-  _globals['_SCORERESPONSE']._serialized_end=476
-  _globals['_SCORECHUNK']._serialized_start=478
-  _globals['_SCORECHUNK']._serialized_end=590
-  _globals['_SCORECHUNKRESULT']._serialized_start=593
-  _globals['_SCORECHUNKRESULT']._serialized_end=744
-  _globals['_GETMODELINFOREQUEST']._serialized_start=746
-  _globals['_GETMODELINFOREQUEST']._serialized_end=767
-  _globals['_MODELINFO']._serialized_start=770
-  _globals['_MODELINFO']._serialized_end=926
-  _globals['_PREDICTREQUEST']._serialized_start=928
-  _globals['_PREDICTREQUEST']._serialized_end=983
-  _globals['_CHURNREASON']._serialized_start=985
-  _globals['_CHURNREASON']._serialized_end=1066
-  _globals['_CHURNPREDICTION']._serialized_start=1069
-  _globals['_CHURNPREDICTION']._serialized_end=1237
-  _globals['_CLVPREDICTION']._serialized_start=1239
-  _globals['_CLVPREDICTION']._serialized_end=1328
-  _globals['_PURCHASEPREDICTION']._serialized_start=1331
-  _globals['_PURCHASEPREDICTION']._serialized_end=1517
-  _globals['_CHANNELAFFINITY']._serialized_start=1519
-  _globals['_CHANNELAFFINITY']._serialized_end=1574
-  _globals['_PREDICTIONS']._serialized_start=1577
-  _globals['_PREDICTIONS']._serialized_end=1792
-  _globals['_CUSTOMERPREDICTIONS']._serialized_start=1795
-  _globals['_CUSTOMERPREDICTIONS']._serialized_end=1933
-  _globals['_PREDICTRESPONSE']._serialized_start=1936
-  _globals['_PREDICTRESPONSE']._serialized_end=2068
-  _globals['_SCORINGSERVICE']._serialized_start=2171
-  _globals['_SCORINGSERVICE']._serialized_end=2454
+  _globals['_SCOREREQUEST']._serialized_end=135
+  _globals['_SCORES']._serialized_start=138
+  _globals['_SCORES']._serialized_end=319
+  _globals['_CUSTOMERSCORE']._serialized_start=321
+  _globals['_CUSTOMERSCORE']._serialized_end=443
+  _globals['_SCORERESPONSE']._serialized_start=445
+  _globals['_SCORERESPONSE']._serialized_end=568
+  _globals['_SCORECHUNK']._serialized_start=570
+  _globals['_SCORECHUNK']._serialized_end=682
+  _globals['_SCORECHUNKRESULT']._serialized_start=685
+  _globals['_SCORECHUNKRESULT']._serialized_end=860
+  _globals['_GETMODELINFOREQUEST']._serialized_start=862
+  _globals['_GETMODELINFOREQUEST']._serialized_end=883
+  _globals['_MODELINFO']._serialized_start=886
+  _globals['_MODELINFO']._serialized_end=1066
+  _globals['_PREDICTREQUEST']._serialized_start=1068
+  _globals['_PREDICTREQUEST']._serialized_end=1123
+  _globals['_CHURNREASON']._serialized_start=1125
+  _globals['_CHURNREASON']._serialized_end=1206
+  _globals['_CHURNPREDICTION']._serialized_start=1209
+  _globals['_CHURNPREDICTION']._serialized_end=1377
+  _globals['_CLVPREDICTION']._serialized_start=1379
+  _globals['_CLVPREDICTION']._serialized_end=1468
+  _globals['_PURCHASEPREDICTION']._serialized_start=1471
+  _globals['_PURCHASEPREDICTION']._serialized_end=1823
+  _globals['_CHANNELAFFINITY']._serialized_start=1825
+  _globals['_CHANNELAFFINITY']._serialized_end=1880
+  _globals['_PREDICTIONS']._serialized_start=1883
+  _globals['_PREDICTIONS']._serialized_end=2123
+  _globals['_CUSTOMERPREDICTIONS']._serialized_start=2126
+  _globals['_CUSTOMERPREDICTIONS']._serialized_end=2264
+  _globals['_PREDICTRESPONSE']._serialized_start=2267
+  _globals['_PREDICTRESPONSE']._serialized_end=2423
+  _globals['_SCORINGSERVICE']._serialized_start=2526
+  _globals['_SCORINGSERVICE']._serialized_end=2809
 # @@protoc_insertion_point(module_scope)

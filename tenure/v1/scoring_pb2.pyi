@@ -20,10 +20,12 @@ RISK_BAND_MEDIUM: RiskBand
 RISK_BAND_HIGH: RiskBand
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("customers",)
+    __slots__ = ("customers", "scores")
     CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
     customers: _containers.RepeatedCompositeFieldContainer[_common_pb2.CustomerRef]
-    def __init__(self, customers: _Optional[_Iterable[_Union[_common_pb2.CustomerRef, _Mapping]]] = ...) -> None: ...
+    scores: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, customers: _Optional[_Iterable[_Union[_common_pb2.CustomerRef, _Mapping]]] = ..., scores: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Scores(_message.Message):
     __slots__ = ("churn_probability", "churn_band", "lookalike_score", "churn_horizon_days")
@@ -48,12 +50,14 @@ class CustomerScore(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., scores: _Optional[_Union[Scores, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.RowError, _Mapping]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("results", "models")
+    __slots__ = ("results", "models", "missing_models")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_MODELS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[CustomerScore]
     models: _containers.RepeatedCompositeFieldContainer[_common_pb2.ModelVersion]
-    def __init__(self, results: _Optional[_Iterable[_Union[CustomerScore, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ...) -> None: ...
+    missing_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, results: _Optional[_Iterable[_Union[CustomerScore, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., missing_models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScoreChunk(_message.Message):
     __slots__ = ("chunk_id", "customer_ids", "features", "scores")
@@ -68,36 +72,40 @@ class ScoreChunk(_message.Message):
     def __init__(self, chunk_id: _Optional[int] = ..., customer_ids: _Optional[_Iterable[str]] = ..., features: _Optional[_Union[_common_pb2.FeatureMatrix, _Mapping]] = ..., scores: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScoreChunkResult(_message.Message):
-    __slots__ = ("chunk_id", "customer_ids", "churn_probability", "lookalike_score", "failures")
+    __slots__ = ("chunk_id", "customer_ids", "churn_probability", "lookalike_score", "failures", "missing_models")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
     CHURN_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     LOOKALIKE_SCORE_FIELD_NUMBER: _ClassVar[int]
     FAILURES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_MODELS_FIELD_NUMBER: _ClassVar[int]
     chunk_id: int
     customer_ids: _containers.RepeatedScalarFieldContainer[str]
     churn_probability: bytes
     lookalike_score: bytes
     failures: _containers.RepeatedCompositeFieldContainer[_common_pb2.RowFailure]
-    def __init__(self, chunk_id: _Optional[int] = ..., customer_ids: _Optional[_Iterable[str]] = ..., churn_probability: _Optional[bytes] = ..., lookalike_score: _Optional[bytes] = ..., failures: _Optional[_Iterable[_Union[_common_pb2.RowFailure, _Mapping]]] = ...) -> None: ...
+    missing_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, chunk_id: _Optional[int] = ..., customer_ids: _Optional[_Iterable[str]] = ..., churn_probability: _Optional[bytes] = ..., lookalike_score: _Optional[bytes] = ..., failures: _Optional[_Iterable[_Union[_common_pb2.RowFailure, _Mapping]]] = ..., missing_models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("customer_features", "models", "churn_horizon_days", "snapshot_cutoff", "max_batch_rows")
+    __slots__ = ("customer_features", "models", "churn_horizon_days", "snapshot_cutoff", "max_batch_rows", "missing_models")
     CUSTOMER_FEATURES_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     CHURN_HORIZON_DAYS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_CUTOFF_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_ROWS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_MODELS_FIELD_NUMBER: _ClassVar[int]
     customer_features: _containers.RepeatedScalarFieldContainer[str]
     models: _containers.RepeatedCompositeFieldContainer[_common_pb2.ModelVersion]
     churn_horizon_days: int
     snapshot_cutoff: str
     max_batch_rows: int
-    def __init__(self, customer_features: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., churn_horizon_days: _Optional[int] = ..., snapshot_cutoff: _Optional[str] = ..., max_batch_rows: _Optional[int] = ...) -> None: ...
+    missing_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, customer_features: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., churn_horizon_days: _Optional[int] = ..., snapshot_cutoff: _Optional[str] = ..., max_batch_rows: _Optional[int] = ..., missing_models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
     __slots__ = ("customer_ids", "reasons")
@@ -194,11 +202,13 @@ class CustomerPredictions(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., predictions: _Optional[_Union[Predictions, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.RowError, _Mapping]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("results", "models", "snapshot_cutoff")
+    __slots__ = ("results", "models", "snapshot_cutoff", "missing_models")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    MISSING_MODELS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[CustomerPredictions]
     models: _containers.RepeatedCompositeFieldContainer[_common_pb2.ModelVersion]
     snapshot_cutoff: str
-    def __init__(self, results: _Optional[_Iterable[_Union[CustomerPredictions, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., snapshot_cutoff: _Optional[str] = ...) -> None: ...
+    missing_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, results: _Optional[_Iterable[_Union[CustomerPredictions, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., snapshot_cutoff: _Optional[str] = ..., missing_models: _Optional[_Iterable[str]] = ...) -> None: ...

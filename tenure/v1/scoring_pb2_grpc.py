@@ -63,7 +63,8 @@ class ScoringServiceServicer:
 
     def Score(self, request, context):
         """Scores a few customers (by id or with inline features). One bad row fails only its own
-        result; the call fails as a whole only when the request itself is malformed or too large.
+        result; the call fails as a whole only when the request itself is malformed or too large,
+        or when it names a score whose model is not in the repository (FAILED_PRECONDITION).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,7 +79,8 @@ class ScoringServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetModelInfo(self, request, context):
-        """Describes the loaded models and the feature order expected for inline features.
+        """Describes the loaded models, the missing ones, and the feature order expected for inline
+        features.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,7 +89,8 @@ class ScoringServiceServicer:
     def Predict(self, request, context):
         """Every prediction about a few known customers: churn with band, expected time to churn and
         its top reasons; CLV; purchase probabilities and the next purchase date; channels ranked.
-        An unknown id fails only its own row.
+        An unknown id fails only its own row. Parts whose model is not in the repository are left
+        unset and the models named in PredictResponse.missing_models.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -148,10 +148,12 @@ class CustomerSegments(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., segments: _Optional[_Union[Segments, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.RowError, _Mapping]] = ...) -> None: ...
 
 class GetSegmentsResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "missing_models")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_MODELS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[CustomerSegments]
-    def __init__(self, results: _Optional[_Iterable[_Union[CustomerSegments, _Mapping]]] = ...) -> None: ...
+    missing_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, results: _Optional[_Iterable[_Union[CustomerSegments, _Mapping]]] = ..., missing_models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LookalikeAudienceRequest(_message.Message):
     __slots__ = ("size", "include_seed", "min_score", "model")
@@ -206,7 +208,7 @@ class SegmentCount(_message.Message):
     def __init__(self, segment: _Optional[str] = ..., customers: _Optional[int] = ..., share: _Optional[float] = ...) -> None: ...
 
 class SegmentCatalog(_message.Message):
-    __slots__ = ("rfm_rules", "rfm_segments", "lifecycle_stages", "clusters", "cluster_counts", "grid_cells", "churn_thresholds", "purchase_thresholds", "customers", "rescoring")
+    __slots__ = ("rfm_rules", "rfm_segments", "lifecycle_stages", "clusters", "cluster_counts", "grid_cells", "churn_thresholds", "purchase_thresholds", "customers", "rescoring", "missing_models")
     RFM_RULES_FIELD_NUMBER: _ClassVar[int]
     RFM_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     LIFECYCLE_STAGES_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +219,7 @@ class SegmentCatalog(_message.Message):
     PURCHASE_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
     RESCORING_FIELD_NUMBER: _ClassVar[int]
+    MISSING_MODELS_FIELD_NUMBER: _ClassVar[int]
     rfm_rules: _containers.RepeatedCompositeFieldContainer[RfmRule]
     rfm_segments: _containers.RepeatedCompositeFieldContainer[SegmentCount]
     lifecycle_stages: _containers.RepeatedCompositeFieldContainer[SegmentCount]
@@ -227,7 +230,8 @@ class SegmentCatalog(_message.Message):
     purchase_thresholds: _containers.RepeatedScalarFieldContainer[float]
     customers: int
     rescoring: Rescoring
-    def __init__(self, rfm_rules: _Optional[_Iterable[_Union[RfmRule, _Mapping]]] = ..., rfm_segments: _Optional[_Iterable[_Union[SegmentCount, _Mapping]]] = ..., lifecycle_stages: _Optional[_Iterable[_Union[SegmentCount, _Mapping]]] = ..., clusters: _Optional[_Iterable[_Union[Cluster, _Mapping]]] = ..., cluster_counts: _Optional[_Iterable[_Union[SegmentCount, _Mapping]]] = ..., grid_cells: _Optional[_Iterable[_Union[SegmentCount, _Mapping]]] = ..., churn_thresholds: _Optional[_Iterable[float]] = ..., purchase_thresholds: _Optional[_Iterable[float]] = ..., customers: _Optional[int] = ..., rescoring: _Optional[_Union[Rescoring, _Mapping]] = ...) -> None: ...
+    missing_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rfm_rules: _Optional[_Iterable[_Union[RfmRule, _Mapping]]] = ..., rfm_segments: _Optional[_Iterable[_Union[SegmentCount, _Mapping]]] = ..., lifecycle_stages: _Optional[_Iterable[_Union[SegmentCount, _Mapping]]] = ..., clusters: _Optional[_Iterable[_Union[Cluster, _Mapping]]] = ..., cluster_counts: _Optional[_Iterable[_Union[SegmentCount, _Mapping]]] = ..., grid_cells: _Optional[_Iterable[_Union[SegmentCount, _Mapping]]] = ..., churn_thresholds: _Optional[_Iterable[float]] = ..., purchase_thresholds: _Optional[_Iterable[float]] = ..., customers: _Optional[int] = ..., rescoring: _Optional[_Union[Rescoring, _Mapping]] = ..., missing_models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Rescoring(_message.Message):
     __slots__ = ("id", "snapshot_cutoff", "at", "models")
@@ -433,7 +437,7 @@ class FeatureValue(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., base_mean: _Optional[float] = ...) -> None: ...
 
 class Customer360(_message.Message):
-    __slots__ = ("customer_id", "key_features", "predictions", "segments", "recommendations", "recommendations_error", "models", "snapshot_cutoff", "features")
+    __slots__ = ("customer_id", "key_features", "predictions", "segments", "recommendations", "recommendations_error", "models", "snapshot_cutoff", "features", "missing_models")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FEATURES_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -443,6 +447,7 @@ class Customer360(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_CUTOFF_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_MODELS_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     key_features: _containers.RepeatedCompositeFieldContainer[FeatureValue]
     predictions: _scoring_pb2.Predictions
@@ -452,4 +457,5 @@ class Customer360(_message.Message):
     models: _containers.RepeatedCompositeFieldContainer[_common_pb2.ModelVersion]
     snapshot_cutoff: str
     features: _containers.RepeatedCompositeFieldContainer[FeatureValue]
-    def __init__(self, customer_id: _Optional[str] = ..., key_features: _Optional[_Iterable[_Union[FeatureValue, _Mapping]]] = ..., predictions: _Optional[_Union[_scoring_pb2.Predictions, _Mapping]] = ..., segments: _Optional[_Union[Segments, _Mapping]] = ..., recommendations: _Optional[_Iterable[_Union[_recommendation_pb2.Recommendation, _Mapping]]] = ..., recommendations_error: _Optional[str] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., snapshot_cutoff: _Optional[str] = ..., features: _Optional[_Iterable[_Union[FeatureValue, _Mapping]]] = ...) -> None: ...
+    missing_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, customer_id: _Optional[str] = ..., key_features: _Optional[_Iterable[_Union[FeatureValue, _Mapping]]] = ..., predictions: _Optional[_Union[_scoring_pb2.Predictions, _Mapping]] = ..., segments: _Optional[_Union[Segments, _Mapping]] = ..., recommendations: _Optional[_Iterable[_Union[_recommendation_pb2.Recommendation, _Mapping]]] = ..., recommendations_error: _Optional[str] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., snapshot_cutoff: _Optional[str] = ..., features: _Optional[_Iterable[_Union[FeatureValue, _Mapping]]] = ..., missing_models: _Optional[_Iterable[str]] = ...) -> None: ...
