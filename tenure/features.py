@@ -201,9 +201,11 @@ class FeatureSpace:
     genders: tuple[str, ...] = ()
     has_age: bool = False
     has_signup: bool = False
+    btyd_horizons: tuple[int, ...] = ()
+    """Horizons (days) of the `bgnbd_gg_spend_{h}d` columns (see `btyd_spend_columns`); () = none."""
 
     @classmethod
-    def fit(cls, shop: Shop) -> "FeatureSpace":
+    def fit(cls, shop: Shop, btyd_horizons: tuple[int, ...] = ()) -> "FeatureSpace":
         tx = shop.transactions
         buys = tx[~tx["is_return"]]
         cust = shop.customers
@@ -214,6 +216,7 @@ class FeatureSpace:
             genders=_top_levels(cust["gender"]) if cust is not None and "gender" in cust else (),
             has_age=cust is not None and "age" in cust,
             has_signup=cust is not None and "signup_date" in cust,
+            btyd_horizons=tuple(sorted({int(h) for h in btyd_horizons})),
         )
 
     @property
@@ -227,6 +230,7 @@ class FeatureSpace:
         names += [f"region_{r}" for r in self.regions]
         if self.has_signup:
             names.append("days_since_signup")
+        names += [btyd_spend_name(h) for h in self.btyd_horizons]
         return names
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,6 +238,7 @@ class FeatureSpace:
             "categories": list(self.categories), "channels": list(self.channels),
             "regions": list(self.regions), "genders": list(self.genders),
             "has_age": self.has_age, "has_signup": self.has_signup,
+            "btyd_horizons": list(self.btyd_horizons),
         }
 
     @classmethod
@@ -242,6 +247,7 @@ class FeatureSpace:
             categories=tuple(d["categories"]), channels=tuple(d["channels"]),
             regions=tuple(d["regions"]), genders=tuple(d["genders"]),
             has_age=bool(d["has_age"]), has_signup=bool(d["has_signup"]),
+            btyd_horizons=tuple(int(h) for h in d.get("btyd_horizons", ())),  # absent in older snapshots
         )
 
     def encode(self, shop: Shop) -> TxArrays:
@@ -342,6 +348,8 @@ class FeatureSpace:
             chan_n = np.bincount(oc[known] * H + och[known], minlength=C * H).reshape(C, H)
             cols += list((chan_n / safe_orders[:, None]).T)
         cols += self._demographics(arrays, customers, T, T - first_t)
+        if self.btyd_horizons:
+            cols += list(btyd_spend_columns(arrays, T, self.btyd_horizons).T)
 
         X = np.column_stack(cols)[present].astype(np.float32)
         return present, X
@@ -367,6 +375,72 @@ class FeatureSpace:
             days = T - to_days(signup.fillna(pd.Timestamp("2262-01-01")).to_numpy())
             cols.append(np.where(days >= 0, days, tenure))
         return cols
+
+
+def btyd_spend_name(horizon_days: int) -> str:
+    return f"bgnbd_gg_spend_{int(horizon_days)}d"
+
+
+def without_btyd(X: np.ndarray, names: list[str]) -> np.ndarray:
+    """X with the bgnbd_gg_spend_* columns set to UNKNOWN (a copy; X itself when there are none): a
+    model trained on it never splits on them, yet takes the same input vector as the snapshot's.
+    Used by models that blend the BG/NBD forecast afterwards or are better without it (measured)."""
+    cols = [i for i, n in enumerate(names) if n.startswith("bgnbd_gg_spend_")]
+    if not cols:
+        return X
+    X = X.copy()
+    X[:, cols] = UNKNOWN
+    return X
+
+
+def btyd_rfm(arrays: TxArrays, T: float) -> tuple[np.ndarray, ...]:
+    """RFM summary in days at cutoff day T, as training.btyd.rfm_summary computes it from the frame
+    (purchase lines aggregated per calendar day; T measured to the last calendar day before the
+    cutoff): (has a purchase, frequency, recency, T, monetary value), each per customer code."""
+    C = arrays.n_customers
+    m = (arrays.t < T) & ~arrays.is_return
+    daily = pd.DataFrame({"c": arrays.cust[m], "d": np.floor(arrays.t[m]).astype(np.int64), "a": arrays.amount[m]})
+    daily = daily.groupby(["c", "d"], sort=True)["a"].sum().reset_index()
+    c, d, a = daily["c"].to_numpy(), daily["d"].to_numpy().astype(np.float64), daily["a"].to_numpy()
+    n_days = np.bincount(c, minlength=C)
+    first, last, first_amount = np.zeros(C), np.zeros(C), np.zeros(C)
+    if len(c):
+        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+        ends = np.r_[starts[1:], len(c)] - 1
+        first[c[starts]], last[c[ends]], first_amount[c[starts]] = d[starts], d[ends], a[starts]
+    frequency = np.maximum(n_days - 1, 0).astype(np.float64)
+    repeat_spend = np.bincount(c, weights=a, minlength=C) - first_amount
+    monetary = np.where(frequency > 0, repeat_spend / np.maximum(frequency, 1), 0.0)
+    return n_days > 0, frequency, last - first, (np.ceil(T) - 1) - first, monetary
+
+
+def btyd_spend_columns(arrays: TxArrays, T: float, horizons: tuple[int, ...]) -> np.ndarray:
+    """(n_customers, len(horizons)): BG/NBD x Gamma-Gamma expected spend over each horizon
+    (undiscounted), both models fitted by maximum likelihood on the RFM summary before cutoff day T,
+    i.e. the classical CLV forecast made point-in-time. UNKNOWN for customers without a purchase
+    before T; 0 everywhere when the models cannot be fitted (too few repeat buyers)."""
+    from training.btyd import BetaGeoFitter, GammaGammaFitter  # the fitters live with the models
+
+    out = np.full((arrays.n_customers, len(horizons)), UNKNOWN)
+    present, x, t_x, big_t, monetary = btyd_rfm(arrays, T)
+    idx = np.flatnonzero(present)
+    repeat = x[idx] > 0
+    if int(repeat.sum()) < 20:
+        out[idx] = 0.0
+        return out
+    try:
+        bgf = BetaGeoFitter(penalizer_coef=0.0).fit(x[idx], t_x[idx], big_t[idx])
+        monetary = np.maximum(monetary[idx], 0.0)  # the fitter skips zero-value repeat buyers
+        ggf = GammaGammaFitter(penalizer_coef=0.0).fit(x[idx], monetary)
+        value = np.asarray(ggf.conditional_expected_average_profit(x[idx], monetary), np.float64)
+        for j, h in enumerate(horizons):
+            expected = bgf.conditional_expected_number_of_purchases_up_to_time(float(h), x[idx], t_x[idx], big_t[idx])
+            out[idx, j] = np.asarray(expected, np.float64) * value
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        log.warning("BG/NBD x Gamma-Gamma features not fitted at day %.0f (%s): using 0", T, exc)
+        out[idx] = 0.0
+    out[~np.isfinite(out)] = 0.0
+    return out
 
 
 @dataclass

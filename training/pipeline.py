@@ -15,7 +15,7 @@ import pandas as pd
 
 from tenure.artifacts import Manifest
 from tenure.data import Shop
-from tenure.errors import DataError
+from tenure.errors import ArtifactError, DataError
 from tenure.features import PAIR_FEATURES, AffinityState, FeatureSpace, TxArrays, product_table
 from tenure.settings import TrainSettings
 from tenure.store import Catalog, FeatureSnapshot
@@ -87,10 +87,10 @@ def train_cdnow(shop: Shop, repo: Path, settings: TrainSettings) -> list[dict[st
     """The real-data check: churn and CLV on CDNOW (an order log: no products, channels, demographics).
 
     CLV uses the paper's split (calibration to 1997-09-30, holdout the following 39 weeks)."""
-    space = FeatureSpace.fit(shop)
-    arrays = space.encode(shop)
     end = data_end(shop)
     horizon = int((end - CDNOW_CALIBRATION_END).days)
+    space = FeatureSpace.fit(shop, btyd_horizons=(horizon,))
+    arrays = space.encode(shop)
     return staged(repo, lambda stage: [
         train_churn(shop, stage, settings, name="churn-cdnow", space=space),
         train_clv(shop, stage, space, arrays, end, horizon_days=horizon, seed=settings.seed,
@@ -212,7 +212,9 @@ def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None,
 
 def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.DataFrame | None) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
-    space = FeatureSpace.fit(shop)
+    # the point-in-time BG/NBD x Gamma-Gamma forecast over the CLV horizon is a column of the features:
+    # the CLV model blends it with LightGBM (training.clv)
+    space = FeatureSpace.fit(shop, btyd_horizons=(settings.clv_horizon_days,))
     arrays = space.encode(shop)
     end = data_end(shop)
     start = shop.transactions["ts"].min()
@@ -283,7 +285,13 @@ def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureS
 
     Also on its own (`tenure snapshot`): a daily feature refresh for the same models; the services
     re-score the base with it, and the segmentation service records who moved."""
-    space = space or FeatureSpace.fit(shop)
+    if space is None:
+        # a refresh for the same models: the feature space they were trained on (same levels, same
+        # BG/NBD x GG columns), else a new one as training would fit it
+        try:
+            space = FeatureSnapshot.load_latest(repo).space
+        except (ArtifactError, DataError, OSError):
+            space = FeatureSpace.fit(shop, btyd_horizons=(TrainSettings().clv_horizon_days,))
     arrays = arrays if arrays is not None else space.encode(shop)
     products = products if products is not None else product_table(shop, arrays, space)
     start = start if start is not None else shop.transactions["ts"].min()
@@ -374,6 +382,8 @@ def metrics_table(results: list[dict[str, Any]], dataset: str) -> str:
             for metric in ("auc", "lift_at_10pct"):
                 for base in ("recency", "bgnbd"):
                     rows.append(f"| {dataset} | {label} | {metric} | {m[metric]:.3f} | {base} | {m[f'baseline_{base}_{metric}']:.3f} |")
+            if "baseline_bgnbd_p_none_auc" in m:
+                rows.append(f"| {dataset} | {label} | auc | {m['auc']:.3f} | BG/NBD P(no order in the window) | {m['baseline_bgnbd_p_none_auc']:.3f} |")
             rows.append(f"| {dataset} | {label} | brier / ece | {m['brier']:.3f} / {m['ece']:.3f} | | |")
         elif name == "propensity":
             label = f"recommendations ({m['horizon_days']} d)" if "horizon_days" in m else "recommendations"

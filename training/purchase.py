@@ -45,7 +45,7 @@ from training.btyd import BetaGeoFitter, rfm_summary
 from training.clv import customer_groups
 from training.export import export_binary
 from training.lgbm import fit_classifier, positive_proba
-from training.windows import History, bgnbd_exponent, extrapolation_note
+from training.windows import History, bgnbd_exponent, extrapolation_note, label_plan
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,9 @@ class PurchaseModel:
         trained on the longest window that fits and extended by a BG/NBD-calibrated survival power
         (`label_of_`, `exponent_` per asked horizon)."""
         history = History.of(shop.transactions)
-        longest = history.label_days(max(self.asked_horizons), "purchase")
+        plan = label_plan(history, max(self.asked_horizons), "purchase", self.cutoff_step_days, self.n_train_cutoffs)
+        longest = plan.label_days
+        self.cutoff_step_days, self.n_train_cutoffs = plan.cutoff_step_days, plan.n_train_cutoffs
         self.label_of_ = {h: min(h, longest) for h in self.asked_horizons}
         self.exponent_ = {h: 1.0 if lab >= h else bgnbd_exponent(shop.transactions, end, lab, h)
                           for h, lab in self.label_of_.items()}

@@ -18,7 +18,8 @@ import pandas as pd
 
 from tenure.errors import DataError, NotEnoughHistory
 
-__all__ = ["History", "NotEnoughHistory", "bgnbd_exponent", "extrapolation_note", "horizon_exponent"]
+__all__ = ["History", "LabelPlan", "NotEnoughHistory", "bgnbd_exponent", "extrapolation_note", "horizon_exponent",
+           "label_plan"]
 
 MIN_LABEL_DAYS = 7
 """The shortest label window any model trains on."""
@@ -72,6 +73,40 @@ class History:
                 f"({windows} x {asked} days of labels + {self.feature_days} days of features) and the shortest "
                 f"label window Tenure trains needs {shortest} days")
         return int(min(asked, fit))
+
+
+SHORT_CUTOFF_STEP_DAYS = 7
+SHORT_TRAIN_CUTOFFS = 8
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """Label window and training cutoffs of a model: the caller's own when the asked horizon fits,
+    otherwise a short window stepped weekly (`short`)."""
+
+    label_days: int
+    cutoff_step_days: int
+    n_train_cutoffs: int
+    short: bool
+
+
+def label_plan(history: History, asked: int, what: str, step_days: int, n_cutoffs: int) -> LabelPlan:
+    """The asked horizon with the caller's cutoffs when two windows of it fit; otherwise the longest
+    window of which four (else three, else two) fit, with training cutoffs a week apart.
+
+    Why: with two windows, a short history leaves room for a single training cutoff, early in the
+    data, where every customer's recency and tenure are shorter than at the holdout cutoff; the
+    trees then extrapolate and lose to recency alone (75 days, 800 customers: AUC 0.61 vs 0.71).
+    A window half as long leaves room for several weekly cutoffs that span the holdout's range
+    (0.71-0.74 there, level with BG/NBD; measured on synthetic shops, not on a real holdout)."""
+    if history.days - history.feature_days >= 2 * asked:
+        return LabelPlan(asked, step_days, n_cutoffs, False)
+    for windows in (4, 3):
+        if (history.days - history.feature_days) // windows >= MIN_LABEL_DAYS:
+            return LabelPlan(history.label_days(asked, what, windows), SHORT_CUTOFF_STEP_DAYS,
+                             max(n_cutoffs, SHORT_TRAIN_CUTOFFS), True)
+    return LabelPlan(history.label_days(asked, what, 2), SHORT_CUTOFF_STEP_DAYS,
+                     max(n_cutoffs, SHORT_TRAIN_CUTOFFS), True)
 
 
 def extrapolation_note(label_days: int, asked: int, exponent: float | None = None) -> str:

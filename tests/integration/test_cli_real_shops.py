@@ -37,7 +37,7 @@ def tenure_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
                           env={**os.environ, "TENURE_LGBM_THREADS": "2", **(env or {})}, timeout=600)
 
 
-def bent_shop(days: int, n_customers: int = 1_500, seed: int = 3) -> Shop:
+def bent_shop(days: int, n_customers: int = 800, seed: int = 3) -> Shop:
     end = pd.Timestamp("2025-12-31")
     return generate_shop(n_customers=n_customers, seed=seed, start=str((end - pd.Timedelta(days=days - 1)).date()),
                          end=str(end.date()), n_products=150)

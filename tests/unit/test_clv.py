@@ -160,3 +160,43 @@ def test_cdnow_aggregate_forecast_within_5pct(cdnow_metrics: dict[str, float]) -
     "so MAE below BG/NBD's together with a total within 5% is not attainable on CDNOW"))
 def test_cdnow_mae_below_bgnbd(cdnow_metrics: dict[str, float]) -> None:
     assert cdnow_metrics["mae"] < cdnow_metrics["baseline_bgnbd_gg_mae"]
+
+
+# --------------------------------------------------------------------------- BG/NBD x Gamma-Gamma blend
+
+
+def test_blend_with_the_point_in_time_bgnbd_gg_feature_exports_with_parity(small_shop: Shop, tmp_path: Path) -> None:
+    from tenure.features import btyd_spend_name
+
+    space = FeatureSpace.fit(small_shop, btyd_horizons=(90, 365))
+    arrays = space.encode(small_shop)
+    end = _end(small_shop)
+    model = ClvModel(horizon_days=365, threads=1).fit(small_shop, space, arrays, end)
+    column, weight = model.blend()
+    assert column == space.names.index(btyd_spend_name(365)) and weight == clv.BTYD_WEIGHT
+    # LightGBM never splits on the BG/NBD x GG columns: they enter by the blend only
+    used = set(np.flatnonzero(model.model_.feature_importances_))
+    assert not used & {space.names.index(btyd_spend_name(h)) for h in (90, 365)}
+    X = model.holdout_.X
+    expected = (1 - weight) * model.predict_lightgbm(X) + weight * np.maximum(X[:, column], 0)
+    np.testing.assert_allclose(model.predict(X), expected)
+    # the blended part is the BG/NBD x GG baseline of the evaluation (same fit, same customers)
+    base, _ = clv.bgnbd_gg_spend(small_shop.transactions, model.holdout_cutoff_,
+                                 arrays.customer_ids[model.holdout_.codes], 365)
+    np.testing.assert_allclose(X[:, column], base, rtol=1e-4, atol=1e-2)
+    m = model.evaluate(small_shop, arrays)
+    assert m["btyd_weight"] == weight and m["btyd_feature"] == btyd_spend_name(365)
+    assert {"lightgbm_only_rmse", "lightgbm_only_spearman", "lightgbm_only_aggregate_error_pct"} <= set(m)
+
+    train_clv(small_shop, tmp_path, space, arrays, end, threads=1)
+    vdir, manifest = latest_valid(tmp_path, "clv")
+    assert manifest.params["btyd_weight"] == weight and manifest.features == space.names
+    assert manifest.metrics["onnx_parity_max_rel_diff"] <= clv.PARITY_RTOL
+    got = onnx_spend((vdir / "model.onnx").read_bytes(), X[:500])[:, 0]
+    np.testing.assert_allclose(got, model.predict(X[:500]), rtol=1e-4, atol=1e-3)
+
+
+def test_no_blend_without_the_horizon_column(small_shop: Shop, fitted: ClvModel) -> None:
+    assert fitted.blend() == (None, 0.0)
+    X = fitted.holdout_.X[:100]
+    np.testing.assert_allclose(fitted.predict(X), fitted.predict_lightgbm(X))

@@ -103,3 +103,27 @@ def test_affinity_history_and_candidates() -> None:
     excluded = state.candidates(state.hist[a].toarray(), state.hist_last[a].toarray(), cust, 5,
                                 exclude=np.array([[True, False]]))[0]
     assert excluded.tolist() == [[1, -1]]
+
+
+def test_btyd_spend_columns_are_the_bgnbd_gg_forecast_at_the_cutoff(small_shop: Shop) -> None:
+    from tenure.features import btyd_spend_name
+    from training.clv import bgnbd_gg_spend
+
+    space = FeatureSpace.fit(small_shop, btyd_horizons=(365, 90, 90))
+    assert space.btyd_horizons == (90, 365)
+    assert space.names[-2:] == [btyd_spend_name(90), btyd_spend_name(365)]
+    assert FeatureSpace.from_dict(space.to_dict()) == space
+    old = space.to_dict()
+    del old["btyd_horizons"]  # snapshots written before the field existed
+    assert FeatureSpace.from_dict(old).btyd_horizons == ()
+    arrays = space.encode(small_shop)
+    cutoff = small_shop.transactions["ts"].max().normalize() - pd.Timedelta(days=200)
+    codes, X = space.customer_features(arrays, cutoff, small_shop.customers)
+    for j, h in ((-2, 90), (-1, 365)):
+        base, _ = bgnbd_gg_spend(small_shop.transactions, cutoff, arrays.customer_ids[codes], h)
+        np.testing.assert_allclose(X[:, j], base, rtol=1e-4, atol=1e-3)
+    # the other columns are those of the space without them
+    plain = FeatureSpace.fit(small_shop)
+    codes0, X0 = plain.customer_features(arrays, cutoff, small_shop.customers)
+    np.testing.assert_array_equal(codes0, codes)
+    np.testing.assert_array_equal(X0, X[:, :-2])

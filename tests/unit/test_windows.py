@@ -13,7 +13,7 @@ from tenure.data import NO_PRODUCT, ColumnMapping, load_transactions
 from tenure.errors import DataError, NotEnoughHistory
 from tenure.settings import TrainSettings
 from training.export import extend_horizon_graph, extended_positive_proba, lightgbm_to_onnx, onnx_positive_proba
-from training.windows import History, horizon_exponent
+from training.windows import History, LabelPlan, horizon_exponent, label_plan
 
 
 def history(days: int) -> History:
@@ -28,6 +28,14 @@ def test_label_windows_shrink_to_fit_and_never_exceed_the_asked_horizon() -> Non
     assert h.label_days(90, "churn") == (75 - 18) // 2 == 28
     assert h.label_days(7, "purchase") == 7
     assert history(273).label_days(91, "clv") == 91
+
+
+def test_a_short_history_trains_on_shorter_windows_with_weekly_cutoffs() -> None:
+    long = label_plan(history(1095), 90, "churn", 30, 3)
+    assert long == LabelPlan(90, 30, 3, False)  # the caller's own cutoffs
+    short = label_plan(history(75), 90, "churn", 30, 3)
+    assert short == LabelPlan((75 - 18) // 4, 7, 8, True)  # four 14-day windows fit, cutoffs a week apart
+    assert label_plan(history(35), 90, "churn", 30, 3).label_days == 7  # (35 - 14) // 3
 
 
 def test_not_enough_history_names_what_there_is_and_what_is_needed() -> None:
