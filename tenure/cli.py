@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tenure.errors import TenureError
+from tenure.errors import ConfigError, DataError, TenureError
 
 log = logging.getLogger("tenure")
 SERVICES = ("scoring", "recommendation", "segmentation")
@@ -46,6 +46,8 @@ def _train(args: argparse.Namespace) -> None:
         shop = load_completejourney(cache_dir=Path(args.data))
     elif args.transactions:
         mapping = ColumnMapping.from_json(args.mapping) if args.mapping else CANONICAL
+        if args.encoding:  # the flag wins over the mapping's "encoding"
+            mapping = dataclasses.replace(mapping, encoding=args.encoding)
         shop, report = load_shop(args.transactions, mapping=mapping, customers_path=args.customers_file)
         print(report.summary())
     else:
@@ -83,7 +85,7 @@ def _feedback_report(args: argparse.Namespace) -> None:
 
     path = Path(args.state) / "feedback.sqlite"
     if not path.exists():
-        raise SystemExit(f"no feedback recorded under {args.state} ({path} does not exist)")
+        raise DataError(f"no feedback recorded under {args.state} ({path} does not exist)")
     report = FeedbackStore(path, index_days=0).report(_unix_seconds(args.since), _unix_seconds(args.until))
     print(report.to_text())
 
@@ -120,7 +122,7 @@ def _import_onnx(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from tenure.settings import ServiceSettings
 
-    settings = ServiceSettings.from_env(models_dir=Path(args.models) if args.models else None,
+    settings = ServiceSettings.from_env(args.settings, models_dir=Path(args.models) if args.models else None,
                                         host=args.host, ort_threads=args.ort_threads, workers=args.workers)
     if args.service == "scoring":
         from services.scoring.__main__ import main
@@ -148,12 +150,37 @@ def _health(args: argparse.Namespace) -> None:
     print(f"{args.target} SERVING")
 
 
+def _models(args: argparse.Namespace) -> None:
+    """tenure models list|pin|unpin|rollback|gc (part: model lifecycle)."""
+    from tenure import lifecycle
+
+    repo = Path(args.models)
+    if args.action == "list":
+        print(lifecycle.list_text(repo))
+    elif args.action == "pin" and args.clear:
+        print(lifecycle.unpin_model(repo, args.name))
+    elif args.action == "pin":
+        if not args.version:
+            raise DataError("pin NAME VERSION (or pin NAME --clear)")
+        print(lifecycle.pin_version(repo, args.name, args.version))
+    elif args.action == "unpin":
+        print(lifecycle.unpin_model(repo, args.name))
+    elif args.action == "rollback":
+        print(lifecycle.rollback(repo, args.name))
+    else:
+        deleted = lifecycle.gc(repo, args.keep, dry_run=args.dry_run)
+        verb = "would delete" if args.dry_run else "deleted"
+        print("\n".join(f"{verb} {d}" for d in deleted) or "nothing to delete")
+
+
 def _score_file(args: argparse.Namespace) -> None:
     from services.client import score_file
 
     report = score_file(args.target, Path(args.input), Path(args.output), id_column=args.id_column,
-                        chunk_rows=args.chunk_rows)
-    print(f"scored {report.rows:,} rows ({report.failed:,} failed) in {report.chunks} chunks, "
+                        chunk_rows=args.chunk_rows, part_chunks=args.part_chunks, progress=sys.stderr.isatty(),
+                        notice=lambda message: print(message, file=sys.stderr))
+    resumed = f", {report.resumed_parts} of {report.parts} parts from an earlier run" if report.resumed_parts else ""
+    print(f"scored {report.rows:,} rows ({report.failed:,} failed) in {report.chunks} chunks{resumed}, "
           f"{'inline features' if report.inline_features else 'features looked up by id'} -> {args.output}")
 
 
@@ -173,6 +200,9 @@ def _run(args: argparse.Namespace) -> None:
     from tenure.settings import ServiceSettings
 
     data, models = Path(args.data), Path(args.models)
+    if args.settings:
+        os.environ["TENURE_SETTINGS_FILE"] = str(Path(args.settings).resolve())
+    ServiceSettings.from_env()  # a bad setting stops here, before training, not in the services
     t0 = time.perf_counter()
     exe = [sys.executable, "-m", "tenure.cli"]
     if not (data / "shop" / "transactions.parquet").exists():
@@ -237,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--transactions", help="a CSV/Parquet export to train on instead of --shop")
     p.add_argument("--mapping", help="JSON column mapping for --transactions")
     p.add_argument("--customers-file", help="optional customers CSV/Parquet for --transactions")
+    p.add_argument("--encoding", help="text encoding of the CSV files of --transactions / --customers-file "
+                   "(default utf-8, or the mapping's \"encoding\"; e.g. latin-1, cp1252)")
     p.add_argument("--name", help="the dataset's name in the metrics table and manifests (default: the file's stem)")
     p.add_argument("--data", default="data", help="cache directory (CDNOW, The Complete Journey)")
     p.add_argument("--models", default="models")
@@ -292,12 +324,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", default="models", help="only used to pick example customer ids")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("score-file", help="stream a Parquet of customers through StreamScore into a Parquet of scores")
+    p = sub.add_parser("score-file", help="stream a Parquet of customers through StreamScore into a Parquet of "
+                       "scores; resumable: finished parts are kept in OUTPUT.parts/ and a rerun skips them")
     p.add_argument("--target", default="127.0.0.1:50051")
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--id-column", default="customer_id")
     p.add_argument("--chunk-rows", type=int, default=10_000)
+    p.add_argument("--part-chunks", type=int, default=10,
+                   help="chunks per part saved in OUTPUT.parts/ (what a rerun after a failure does not score again)")
     p.set_defaults(func=_score_file)
 
     p = sub.add_parser("health", help="exit 0 when the service at TARGET reports SERVING")
@@ -305,24 +340,76 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout-s", type=float, default=3.0)
     p.set_defaults(func=_health)
 
+    p = sub.add_parser("models", help="the model repository: list versions, pin, unpin, rollback, gc")
+    models = p.add_subparsers(dest="action", required=True)
+    m = models.add_parser("list", help="every model's versions, newest first: valid or why not, served, pinned")
+    m.set_defaults(func=_models)
+    m = models.add_parser("pin", help="serve VERSION of NAME instead of the newest (models/NAME/PINNED)")
+    m.add_argument("name")
+    m.add_argument("version", nargs="?")
+    m.add_argument("--clear", action="store_true", help="unpin: serve the newest valid version again")
+    m.set_defaults(func=_models)
+    m = models.add_parser("unpin", help="serve the newest valid version of NAME again")
+    m.add_argument("name")
+    m.set_defaults(func=_models)
+    m = models.add_parser("rollback", help="pin the valid version before the one served now")
+    m.add_argument("name")
+    m.set_defaults(func=_models)
+    m = models.add_parser("gc", help="delete all but the newest --keep valid versions per model (never the "
+                          "pinned or served one; broken versions and .tmp-* debris older than an hour)")
+    m.add_argument("--keep", type=int, default=3)
+    m.add_argument("--dry-run", action="store_true", help="print what would be deleted")
+    m.set_defaults(func=_models)
+    for m in models.choices.values():
+        m.add_argument("--models", default="models", help="the model repository")
+
     p = sub.add_parser("run", help="synthetic shop -> train -> serve -> demo -> stop")
     p.add_argument("--data", default="data")
     p.add_argument("--models", default="models")
     p.set_defaults(func=_run)
 
+    for name in ("serve", "run"):
+        sub.choices[name].add_argument(
+            "--settings", metavar="FILE", help="JSON object of service settings (field names of "
+            "tenure.settings.ServiceSettings, like TENURE_SETTINGS_FILE); TENURE_<FIELD> and the flags override it")
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", help="print the traceback of an error")
     args = parser.parse_args(argv)
     if args.debug:
         os.environ["TENURE_DEBUG"] = "1"
+    import grpc
+
     try:
         args.func(args)
-    except TenureError as exc:
-        # bad input (file, column, value, not enough history): one line, exit 2
+    except (TenureError, ConfigError, OSError, ValueError, grpc.RpcError, subprocess.CalledProcessError) as exc:
+        # bad input, setting, file, unreachable service, a failed step: one line, exit 2 (--debug: traceback)
         if args.debug:
             raise
-        print(f"tenure {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tenure {args.command}: error: {error_line(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"tenure {args.command}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def error_line(exc: BaseException) -> str:
+    """An error as one line: a gRPC status by name and details, a file error by path and reason."""
+    import grpc
+
+    if isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call):
+        text = f"{exc.code().name}: {exc.details()}"
+    elif isinstance(exc, subprocess.CalledProcessError):
+        text = f"{' '.join(map(str, exc.cmd))} exited with {exc.returncode}"
+    elif isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        text = f"{where}{exc.strerror}"
+    elif isinstance(exc, FileNotFoundError):  # pyarrow's carry only the path
+        text = f"{exc}: no such file or directory"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ is counted per reason in a :class:`LoadReport`, and values that cannot be parsed
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import logging
@@ -90,6 +91,16 @@ class Shop:
     products: pd.DataFrame | None
 
 
+def check_encoding(encoding: str, what: str = "encoding") -> str:
+    """`encoding` when Python knows it (e.g. "utf-8", "latin-1", "cp1252"), else DataError."""
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError) as exc:
+        raise DataError(f"{what}: unknown text encoding {encoding!r}; use e.g. 'utf-8', 'latin-1' or "
+                        "'cp1252'") from exc
+    return encoding
+
+
 _REQUIRED_MAPPING_FIELDS: tuple[str, ...] = ("customer_id", "ts")
 _OPTIONAL_MAPPING_FIELDS: tuple[str, ...] = (
     "order_id",
@@ -122,7 +133,10 @@ class ColumnMapping:
     that are cancellations (``"C"`` in the UCI Online Retail export). ``return_flag`` names a
     boolean-ish column (true/false, yes/no, 1/0) marking returns. With ``skip_missing_optional``
     an optional column absent from the file is skipped instead of raising (used by
-    :data:`CANONICAL`, whose optional columns are present only sometimes).
+    :data:`CANONICAL`, whose optional columns are present only sometimes). ``encoding`` is the text
+    encoding of CSV files (default UTF-8, a byte-order mark allowed; e.g. ``"latin-1"`` or
+    ``"cp1252"`` for older exports): a byte that is not valid in it is an error naming the line and
+    byte offset, never a silent re-read in another encoding.
     """
 
     customer_id: str
@@ -144,6 +158,7 @@ class ColumnMapping:
     timezone: str | None = None
     keep_duplicates: bool = False
     skip_missing_optional: bool = False
+    encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
         for name in _REQUIRED_MAPPING_FIELDS:
@@ -161,6 +176,7 @@ class ColumnMapping:
         for name in ("dayfirst", "keep_duplicates", "skip_missing_optional"):
             if not isinstance(getattr(self, name), bool):
                 raise DataError(f"column mapping: '{name}' must be true or false")
+        check_encoding(self.encoding, "column mapping: 'encoding'")
         if self.unit_price is None and self.amount is None:
             raise DataError("column mapping: set 'unit_price' or 'amount' (or both)")
         if self.amount is None and self.quantity is None:
@@ -415,30 +431,62 @@ def _file_kind(path: Path) -> str:
     )
 
 
+def _codec(encoding: str) -> str:
+    """The codec to read with: UTF-8 also accepts (and drops) a byte-order mark."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+def _open_binary(path: Path) -> Any:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
 def _open_text(path: Path, encoding: str) -> Any:
     if path.name.lower().endswith(".gz"):
         return gzip.open(path, "rt", encoding=encoding, newline="")
     return open(path, encoding=encoding, newline="")
 
 
-def _sniff_csv(path: Path) -> tuple[str, str]:
-    """(separator, encoding) from the header line; exports use ',', ';', tab or '|'."""
-    for encoding in ("utf-8-sig", "latin-1"):
-        try:
-            with _open_text(path, encoding) as fh:
-                header = fh.readline()
-            break
-        except UnicodeDecodeError:
-            continue
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read: {exc}") from exc
+def _encoding_error(path: Path, encoding: str) -> DataError:
+    """The one-line error for a file that is not valid `encoding`: where the first bad byte is (line
+    and byte offset, found by decoding the file again in chunks) and how to say the real encoding."""
+    where = ""
+    decoder = codecs.getincrementaldecoder(encoding)()  # not utf-8-sig: a BOM is valid UTF-8, offsets stay exact
+    offset, line = 0, 1
+    try:
+        with _open_binary(path) as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                pending = len(decoder.getstate()[0])  # bytes of a sequence split between chunks
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    data = exc.object
+                    bad = offset - pending + exc.start
+                    line += bytes(data[:exc.start]).count(b"\n")
+                    where = f"line {line} (byte offset {bad:,}): byte 0x{data[exc.start]:02x} "
+                    break
+                line += chunk.count(b"\n")
+                offset += len(chunk)
+    except OSError:
+        pass
+    return DataError(f"{path.name}: {where}is not valid {encoding}; if the file is in another encoding, say which: "
+                     f"\"encoding\": \"latin-1\" (or cp1252, ...) in the column mapping, or --encoding")
+
+
+def _sniff_csv(path: Path, encoding: str) -> str:
+    """The separator, from the header line; exports use ',', ';', tab or '|'."""
+    try:
+        with _open_text(path, _codec(encoding)) as fh:
+            header = fh.readline()
+    except UnicodeDecodeError:
+        raise _encoding_error(path, encoding) from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from exc
     if not header.strip():
         raise DataError(f"{path}: file is empty (no header line)")
-    sep = max((",", ";", "\t", "|"), key=header.count)
-    return sep, encoding
+    return max((",", ";", "\t", "|"), key=header.count)
 
 
-def _read_columns(path: Path) -> list[str]:
+def _read_columns(path: Path, encoding: str = "utf-8") -> list[str]:
     if _file_kind(path) == "parquet":
         import pyarrow.parquet as pq
 
@@ -446,29 +494,30 @@ def _read_columns(path: Path) -> list[str]:
             return list(pq.read_schema(path).names)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: cannot read Parquet schema: {exc}") from exc
-    sep, encoding = _sniff_csv(path)
-    return list(pd.read_csv(path, sep=sep, nrows=0, encoding=encoding).columns)
+    sep = _sniff_csv(path, encoding)
+    try:
+        return list(pd.read_csv(path, sep=sep, nrows=0, encoding=_codec(encoding)).columns)
+    except UnicodeDecodeError:
+        raise _encoding_error(path, encoding) from None
 
 
-def _read_table(path: Path, columns: list[str]) -> tuple[pd.DataFrame, _Where]:
-    """Read ``columns`` of a CSV (all as text) or Parquet file; index = 0-based data row."""
+def _read_table(path: Path, columns: list[str], encoding: str = "utf-8") -> tuple[pd.DataFrame, _Where]:
+    """Read ``columns`` of a CSV (all as text, in ``encoding``) or Parquet file; index = 0-based data row."""
     if _file_kind(path) == "parquet":
         try:
             frame = pd.read_parquet(path, columns=columns)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: cannot read Parquet: {exc}") from exc
         return frame.reset_index(drop=True), _Where(path.name, 1, "row")
-    sep, encoding = _sniff_csv(path)
+    sep = _sniff_csv(path, encoding)
     try:
         # dtype=str keeps ids as written ('00042', not 42.0); blank lines stay rows so that
         # index + 2 is the line number quoted in error messages
         frame = pd.read_csv(
-            path, sep=sep, usecols=columns, dtype=str, skip_blank_lines=False, encoding=encoding
+            path, sep=sep, usecols=columns, dtype=str, skip_blank_lines=False, encoding=_codec(encoding)
         )
-    except UnicodeDecodeError:
-        frame = pd.read_csv(
-            path, sep=sep, usecols=columns, dtype=str, skip_blank_lines=False, encoding="latin-1"
-        )
+    except UnicodeDecodeError:  # never re-read in another encoding: say where and how to fix it
+        raise _encoding_error(path, encoding) from None
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"{path}: cannot parse CSV: {exc}") from exc
     return frame, _Where(path.name, 2, "line")
@@ -476,7 +525,7 @@ def _read_table(path: Path, columns: list[str]) -> tuple[pd.DataFrame, _Where]:
 
 def _resolve_columns(path: Path, mapping: ColumnMapping) -> dict[str, str]:
     """canonical/extra field -> source column, checking that the file has them."""
-    found = _read_columns(path)
+    found = _read_columns(path, mapping.encoding)
     wanted: dict[str, str] = {n: getattr(mapping, n) for n in _REQUIRED_MAPPING_FIELDS}
     for name in _OPTIONAL_MAPPING_FIELDS:
         source = getattr(mapping, name)
@@ -513,7 +562,7 @@ def _load(path: Path, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFram
     if not path.exists():
         raise DataError(f"{path}: file not found")
     wanted = _resolve_columns(path, mapping)
-    raw, where = _read_table(path, sorted(set(wanted.values())))
+    raw, where = _read_table(path, sorted(set(wanted.values())), mapping.encoding)
     rows_read = len(raw)
     dropped: dict[str, int] = {}
 
@@ -689,24 +738,26 @@ def _build_products(tx: pd.DataFrame, extras: pd.DataFrame) -> pd.DataFrame:
     return products[list(PRODUCT_COLUMNS)].reset_index(drop=True)
 
 
-def load_customers(path: str | Path) -> pd.DataFrame:
-    """Load a customers file (CSV or Parquet) with ``customer_id`` and any of
+def load_customers(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
+    """Load a customers file (CSV in ``encoding``, or Parquet) with ``customer_id`` and any of
     ``signup_date``, ``age``, ``gender``, ``region``; other columns are ignored.
 
     Raises:
-        DataError: no customer_id column, duplicate ids, or unparseable dates/ages.
+        DataError: no customer_id column, duplicate ids, unparseable dates/ages, or a byte that is
+            not valid in ``encoding``.
     """
     path = Path(path)
+    check_encoding(encoding)
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    found = _read_columns(path)
+    found = _read_columns(path, encoding)
     if "customer_id" not in found:
         raise DataError(f"{path.name}: missing column 'customer_id'; columns found: {found}")
     columns = [c for c in CUSTOMER_COLUMNS if c in found]
     ignored = [c for c in found if c not in CUSTOMER_COLUMNS]
     if ignored:
         logger.info("%s: ignoring customer columns %s", path.name, ignored)
-    raw, where = _read_table(path, columns)
+    raw, where = _read_table(path, columns, encoding)
     ids = _to_id(raw["customer_id"])
     missing = ids.isna()
     if bool(missing.any()):
@@ -759,7 +810,7 @@ def load_shop(
     if mapping.region is not None and extras["region"].notna().any():
         customers = _mode_per_key(tx["customer_id"], extras["region"], "customer_id", "region")
     if customers_path is not None:
-        from_file = load_customers(customers_path)
+        from_file = load_customers(customers_path, mapping.encoding)
         if customers is not None and "region" in from_file.columns:
             merged = from_file.merge(customers, on="customer_id", how="outer", suffixes=("", "_tx"))
             filled = merged["region"].mask(merged["region"].isna() | (merged["region"] == UNKNOWN))
@@ -1015,6 +1066,8 @@ def read_shop(directory: str | Path) -> Shop:
     tx = frames["transactions"]
     assert tx is not None
     validate_transactions(tx, str(directory / _SHOP_FILES["transactions"]))
+    if tx.empty:
+        raise DataError(f"{directory}: no transactions to train on ({_SHOP_FILES['transactions']} has no rows)")
     return Shop(
         name=str(meta.get("name", directory.name)),
         transactions=tx,

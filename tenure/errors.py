@@ -56,3 +56,8 @@ class Cancelled(TenureError):
 
 class StaleCursor(TenureError):
     """A cursor from an earlier state (e.g. before a re-scoring): the caller must start again."""
+
+
+class ConfigError(ValueError):
+    """A setting (environment, settings file, flag) is malformed or out of its allowed range: the process
+    does not start. Not a TenureError: it never reaches a call, so it has no gRPC status."""

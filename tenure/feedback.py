@@ -20,6 +20,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Collection, Iterable, Sequence
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from tenure import sqlite
-from tenure.errors import InvalidInput, UnknownProduct
+from tenure.errors import InvalidInput, TenureError, TooLarge, UnknownCustomer, UnknownProduct
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,19 @@ KIND_NAMES = {IMPRESSION: "impression", CLICK: "click", PURCHASE: "purchase"}
 MAX_EVENTS_PER_CALL = 10_000
 MAX_POSITION = 1_000
 MAX_ID_CHARS = 200
+MAX_IMPRESSIONS_PER_CUSTOMER = 100
+"""Impressions of one customer in one RecordFeedback call (a list shown holds at most 100 products,
+Recommend's largest k); more are refused one by one (RESOURCE_EXHAUSTED), the rest are recorded."""
+MAX_RECENTLY_SHOWN = 50
+"""Recommend leaves out at most this many recently shown products (the most recently shown), so
+that however many impressions were recorded, a customer's recommendations never run dry."""
+MAX_INDEX_PRODUCTS_PER_CUSTOMER = 200
+"""Products remembered per customer in the in-memory index (least recently updated dropped first)."""
+MAX_INDEX_ENTRIES = 1_000_000
+"""Customer x product entries in the in-memory index of one process (~0.2 KB each, measured: ~210 MB
+at this bound); beyond that the customers updated least recently are dropped from the index (not
+from the file): their recently shown products are not left out until they are shown something
+again. The service sets it from ServiceSettings.feedback_index_max_entries."""
 MAX_FUTURE_S = 86_400.0
 """Timestamps may run ahead of the server's clock by this much (clock skew), not more."""
 SECONDS_PER_DAY = 86_400.0
@@ -64,14 +78,19 @@ class FeedbackEvent:
     """Unix seconds; 0: when it is recorded."""
 
 
-def check_event(event: FeedbackEvent, now: float, products: Collection[str] | None = None) -> FeedbackEvent:
-    """The event with its timestamp resolved (0 -> now), or InvalidInput / UnknownProduct saying
-    what is wrong. products: the catalogue's ids (None: not checked)."""
+def check_event(event: FeedbackEvent, now: float, products: Collection[str] | None = None,
+                customers: Collection[str] | None = None) -> FeedbackEvent:
+    """The event with its timestamp resolved (0 -> now), or InvalidInput / UnknownProduct /
+    UnknownCustomer saying what is wrong. products: the catalogue's ids; customers: the feature
+    store's ids (None: not checked)."""
     cid, pid = event.customer_id, event.product_id
     if not cid:
         raise InvalidInput("customer_id is empty")
     if len(cid) > MAX_ID_CHARS:
         raise InvalidInput(f"customer_id has {len(cid)} characters; at most {MAX_ID_CHARS}")
+    if customers is not None and cid not in customers:
+        raise UnknownCustomer(f"customer {cid[:100]!r} is not in the feature store; feedback is recorded for "
+                              "known customers only")
     if not pid:
         raise InvalidInput("product_id is empty")
     if products is not None and pid not in products:
@@ -90,6 +109,30 @@ def check_event(event: FeedbackEvent, now: float, products: Collection[str] | No
     if ts > now + MAX_FUTURE_S:
         raise InvalidInput(f"timestamp {ts:.0f} is {(ts - now) / 3600:.1f} h in the future")
     return event
+
+
+def check_events(events: Iterable[FeedbackEvent], now: float, products: Collection[str] | None = None,
+                 customers: Collection[str] | None = None
+                 ) -> tuple[list[FeedbackEvent], dict[int, TenureError]]:
+    """The events of one call, each checked on its own (check_event), and at most
+    MAX_IMPRESSIONS_PER_CUSTOMER impressions per customer (the later ones are refused with TooLarge).
+    Returns the good events (timestamps resolved) and the refused ones' errors by index."""
+    good: list[FeedbackEvent] = []
+    failures: dict[int, TenureError] = {}
+    impressions: dict[str, int] = {}
+    for i, event in enumerate(events):
+        try:
+            checked = check_event(event, now, products, customers)
+            if checked.kind == IMPRESSION:
+                n = impressions.get(checked.customer_id, 0) + 1
+                if n > MAX_IMPRESSIONS_PER_CUSTOMER:
+                    raise TooLarge(f"more than {MAX_IMPRESSIONS_PER_CUSTOMER} impressions for customer "
+                                   f"{checked.customer_id[:100]!r} in one call; at most {MAX_IMPRESSIONS_PER_CUSTOMER}")
+                impressions[checked.customer_id] = n
+            good.append(checked)
+        except TenureError as err:
+            failures[i] = err
+    return good, failures
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,18 +212,28 @@ class FeedbackStore:
 
     index_days: how far back the index reaches (the longest `days` recently_shown will be asked
     for; 0: no index, e.g. to read events for training). sync_interval_s: how often
-    recently_shown/record look for events other processes wrote to the same file.
+    recently_shown/record look for events other processes wrote to the same file. The index is
+    bounded: max_products_per_customer products per customer and max_entries in all (the customers
+    updated least recently are dropped first), whatever is recorded.
     """
 
     def __init__(self, path: Path, index_days: float = 7.0, sync_interval_s: float = 1.0,
-                 prune_interval_s: float = 600.0) -> None:
+                 prune_interval_s: float = 600.0, max_entries: int = MAX_INDEX_ENTRIES,
+                 max_products_per_customer: int = MAX_INDEX_PRODUCTS_PER_CUSTOMER) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.index_days = float(index_days)
         self.sync_interval_s = sync_interval_s
         self.prune_interval_s = prune_interval_s
-        # customer -> product -> [latest impression, latest click or purchase] (Unix seconds)
-        self._index: dict[str, dict[str, list[float]]] = {}
+        self.max_entries = max_entries
+        self.max_products_per_customer = max_products_per_customer
+        # customer -> product -> [latest impression, latest click or purchase] (Unix seconds); both
+        # levels in the order of their last update (least recent first), for eviction
+        self._index: OrderedDict[str, dict[str, list[float]]] = OrderedDict()
+        self._entries = 0
+        self.evicted = 0
+        """Entries dropped to keep the index within its bounds (since start)."""
+        self._warned = False
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._seq = 0
@@ -223,16 +276,34 @@ class FeedbackStore:
     # -- the index -------------------------------------------------------------------------------
 
     def _apply(self, customer_id: str, product_id: str, kind: int, ts: float) -> None:
-        """Fold one event into the index (caller holds the lock). Idempotent: latest times only."""
-        products = self._index.get(customer_id)
+        """Fold one event into the index (caller holds the lock). Idempotent: latest times only.
+        Keeps the index within max_products_per_customer and max_entries."""
+        index = self._index
+        products = index.get(customer_id)
         if products is None:
-            products = self._index[customer_id] = {}
-        entry = products.get(product_id)
+            products = index[customer_id] = {}
+        else:
+            index.move_to_end(customer_id)
+        entry = products.pop(product_id, None)  # re-inserted last: the most recently updated
         if entry is None:
-            entry = products[product_id] = [-math.inf, -math.inf]
+            entry = [-math.inf, -math.inf]
+            self._entries += 1
+        products[product_id] = entry
         slot = 0 if kind == IMPRESSION else 1
         if ts > entry[slot]:
             entry[slot] = ts
+        if len(products) > self.max_products_per_customer:
+            del products[next(iter(products))]
+            self._entries -= 1
+            self.evicted += 1
+        while self._entries > self.max_entries and len(index) > 1:
+            _, dropped = index.popitem(last=False)
+            self._entries -= len(dropped)
+            self.evicted += len(dropped)
+            if not self._warned:  # once: it says the bound is reached
+                self._warned = True
+                log.warning("feedback: the recently-shown index reached %d entries; the customers updated least "
+                            "recently are dropped from it (not from %s)", self.max_entries, self.path.name)
 
     def _build_index(self, now: float) -> None:
         horizon = now - self.index_days * SECONDS_PER_DAY
@@ -302,13 +373,16 @@ class FeedbackStore:
                     for pid in stale:
                         del products[pid]
                     removed += len(stale)
+                    self._entries -= len(stale)
                     if not products:
                         del self._index[cid]
         return removed
 
-    def recently_shown(self, customer_id: str, now: float, days: float) -> list[str]:
+    def recently_shown(self, customer_id: str, now: float, days: float,
+                       limit: int = MAX_RECENTLY_SHOWN) -> list[str]:
         """Products shown to the customer in the `days` before `now` (and at most index_days) whose
-        latest impression no click or purchase of the customer has followed (at or after it)."""
+        latest impression no click or purchase of the customer has followed (at or after it): the
+        `limit` most recently shown of them, most recent first."""
         if days <= 0 or self.index_days <= 0:
             return []
         self._maybe_sync()
@@ -317,12 +391,14 @@ class FeedbackStore:
             products = self._index.get(customer_id)
             if not products:
                 return []
-            return [pid for pid, (imp, eng) in products.items() if imp >= horizon and imp > eng]
+            shown = [(imp, pid) for pid, (imp, eng) in products.items() if imp >= horizon and imp > eng]
+        shown.sort(key=lambda t: -t[0])
+        return [pid for _, pid in shown[:limit]]
 
     def index_size(self) -> tuple[int, int]:
         """(customers, customer x product entries) in the index."""
         with self._lock:
-            return len(self._index), sum(len(p) for p in self._index.values())
+            return len(self._index), self._entries
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -134,3 +134,31 @@ def channel_to() -> Iterator[Callable[[ServerThread], grpc.Channel]]:
     yield open_channel
     for ch in channels:
         ch.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., grpc.Channel]]:
+    """Start a service on port 0 (stopped after the test) and return a channel to it."""
+    from services.demo import wait_serving
+
+    started: list[Any] = []
+    channels: list[grpc.Channel] = []
+
+    def start(kind: str, repo: Path, wait: bool = True, **overrides: Any) -> grpc.Channel:
+        module = __import__(f"services.{kind}.__main__", fromlist=["make_service"])
+        overrides.setdefault("state_dir", tmp_path / f"state-{len(started)}")
+        service = module.make_service(ServiceSettings(models_dir=repo, **overrides), "127.0.0.1:0")
+        service.start()
+        started.append(service)
+        target = f"127.0.0.1:{service.port}"
+        if wait:
+            wait_serving(target)
+        channels.append(channel := grpc.insecure_channel(target))
+        channel.target = target  # type: ignore[attr-defined]
+        return channel
+
+    yield start
+    for channel in channels:
+        channel.close()
+    for service in started:
+        service.stop(0.5)

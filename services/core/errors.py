@@ -1,6 +1,9 @@
 """The one table from domain exceptions to gRPC status codes, for calls and for batch rows."""
 from __future__ import annotations
 
+import logging
+import re
+
 import grpc
 
 from tenure.errors import (
@@ -55,11 +58,33 @@ MAX_MESSAGE_CHARS = 1_000
 """Status messages are capped: they may quote client input and must stay bounded."""
 
 
+log = logging.getLogger(__name__)
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"(),;:<>\[\]{}]+")
+"""An absolute POSIX path in a message (not part of a URL, a ratio like 1/2, or a relative path)."""
+
+
 def status_for(err: TenureError) -> tuple[grpc.StatusCode, str]:
+    """The status of a domain error and its message for the client: absolute server paths shortened
+    to their last two parts (strip_paths; the full message stays in the server's log), clipped."""
+    code = grpc.StatusCode.INTERNAL
     for cls in type(err).__mro__:
         if cls in STATUS:
-            return STATUS[cls], clip(str(err))
-    return grpc.StatusCode.INTERNAL, clip(str(err))
+            code = STATUS[cls]
+            break
+    text = str(err)
+    message = strip_paths(text)
+    if message != text:
+        log.debug("%s to the client as %r: %s", code.name, message[:200], text)
+    return code, clip(message)
+
+
+def strip_paths(message: str) -> str:
+    """Absolute paths shortened to ".../<parent>/<name>": clients learn which model version or file is
+    meant, never where the server keeps its repository or state."""
+    def short(m: re.Match[str]) -> str:
+        parts = [p for p in m.group(0).split("/") if p]
+        return ".../" + "/".join(parts[-2:]) if parts else m.group(0)
+    return ABSOLUTE_PATH.sub(short, message)
 
 
 def clip(message: str) -> str:

@@ -14,8 +14,9 @@ whole base behind segments, audiences and profiles, and the 360-degree view). Mo
 Only the feature snapshot is required: a shop's data may not support every model (no products,
 no channels, a short history), and a model that fails its checks is not published. A model
 without a version in the repository is missing: its part of the PredictionTable is None (the
-purchase columns of missing horizons are NaN) and `Predictor.missing` names it. A model whose
-versions are all broken is an error, not a missing model (the Holder keeps what it served).
+purchase columns of missing horizons are NaN) and `Predictor.missing` names it. A broken newest
+version falls back to the newest one that loads; a model none of whose versions loads is logged
+once and reported missing like an absent one (services.core.runtime.load_present).
 """
 from __future__ import annotations
 

@@ -1,10 +1,14 @@
 """ONNX sessions loaded from the model repository, and the holder that swaps in new versions."""
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import gc
 import logging
 import threading
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 import onnx
@@ -12,11 +16,14 @@ import onnx.compose
 import onnx.numpy_helper
 import onnxruntime as ort
 
-from tenure.artifacts import Manifest, latest_valid, versions
+from tenure.artifacts import IncompleteVersion, Manifest, candidates, fingerprint, label, load_manifest, versions
 from tenure.errors import ArtifactError, ModelUnavailable
 from tenure.store import SNAPSHOT_NAME, FeatureSnapshot
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+STABLE_READS = 5
+"""Reads of the repository until two agree (Holder._stable_key), and plans per refresh."""
 WARMUP_ROWS = (1, 8, 64, 256)
 
 
@@ -33,7 +40,9 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(self.path), session_options(threads),
                                                 providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ArtifactError(f"{self.name} {self.version}: onnxruntime cannot load it ({err})", model=self.name) from err
+            detail = " ".join(str(err).replace(str(self.path), "model.onnx").split())[:300]  # no server paths
+            raise ArtifactError(f"{label(self.path.parent)}: onnxruntime cannot load it ({detail})",
+                                model=self.name) from err
         self._check_signature()
         out = manifest.outputs[0]
         self.output = out["name"]
@@ -83,10 +92,13 @@ class OnnxModel:
 
     @classmethod
     def load_latest(cls, repo: Path, name: str, threads: int = 1) -> "OnnxModel":
-        vdir, manifest = latest_valid(repo, name)
-        model = cls(vdir, manifest, threads)
-        model.warm_up()
-        return model
+        """The pinned or newest version that verifies, loads and warms up (older ones are the fallback)."""
+        def load(vdir: Path, manifest: Manifest) -> OnnxModel:
+            model = cls(vdir, manifest, threads)
+            model.warm_up()
+            return model
+
+        return load_version(repo, name, load)
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -139,19 +151,142 @@ class FusedModels:
 
 
 def load_snapshot(repo: Path) -> FeatureSnapshot:
-    """The newest valid feature snapshot: the one artifact every service needs."""
+    """The pinned or newest feature snapshot that verifies and loads: the one artifact every service needs."""
     if not versions(repo, SNAPSHOT_NAME):
-        raise ArtifactError(f"the feature snapshot {SNAPSHOT_NAME!r} is not in the repository {repo}: every service "
+        raise ArtifactError(f"the feature snapshot {SNAPSHOT_NAME!r} is not in the repository: every service "
                             "needs it (train the shop, or write one with `tenure snapshot`)", model=SNAPSHOT_NAME)
-    return FeatureSnapshot.load_latest(repo)
+    return load_version(repo, SNAPSHOT_NAME, FeatureSnapshot.load)
 
 
 def load_present(repo: Path, names: tuple[str, ...] | list[str], threads: int = 1) -> dict[str, OnnxModel]:
-    """The newest valid version of each named model that the repository holds (a version directory
-    under models/<name>/); names without one are left out: the shop's data could not support them,
-    or they were not published. A model whose versions are all broken is an error (ArtifactError),
-    not a missing model: the Holder then keeps serving what it loaded before."""
-    return {name: OnnxModel.load_latest(repo, name, threads) for name in names if versions(repo, name)}
+    """The pinned or newest loadable version of each named model that the repository holds (a version
+    directory under models/<name>/); names without one are left out: the shop's data could not
+    support them, they were not published, or every version of theirs is broken (logged once; the
+    service reports the model missing and serves everything else)."""
+    loaded = {}
+    for name in names:
+        if versions(repo, name):
+            model = load_optional(repo, name, threads)
+            if model is not None:
+                loaded[name] = model
+    return loaded
+
+
+def load_optional(repo: Path, name: str, threads: int = 1) -> OnnxModel | None:
+    """OnnxModel.load_latest, or None (logged once) when no version of the model loads."""
+    try:
+        return OnnxModel.load_latest(repo, name, threads)
+    except ArtifactError as err:
+        report_once(str(err), f"{err}; served without it (reported missing)")
+        return None
+
+
+# -- choosing versions -------------------------------------------------------------------------------
+
+_failed: dict[Path, tuple[tuple[tuple[str, int, int, int], ...], str]] = {}
+"""Version dir -> (its fingerprint, why it failed to load): a version whose manifest verifies but
+that onnxruntime (or the snapshot reader, or the signature check) refuses; not tried again until
+its files change."""
+_reported: set[str] = set()
+_failed_lock = threading.Lock()
+_selection = threading.local()
+
+
+def report_once(key: str, message: str, level: int = logging.ERROR) -> None:
+    """Log a problem of the repository once per process, not at every poll."""
+    with _failed_lock:
+        if key in _reported:
+            return
+        if len(_reported) > 10_000:
+            _reported.clear()
+        _reported.add(key)
+    log.log(level, "%s", message)
+
+
+def usable(repo: Path, name: str) -> Iterator[tuple[Path, Manifest]]:
+    """(version dir, verified manifest) in the order services try them (pinned, then newest first),
+    without versions that are not complete, do not verify, or failed to load before; each skipped
+    version is logged once."""
+    for vdir in candidates(repo, name):
+        try:
+            manifest = load_manifest(vdir)
+        except IncompleteVersion as err:
+            report_once(f"{vdir}|{err}", f"{err}; checked again at the next poll", logging.INFO)
+            continue
+        except ArtifactError as err:
+            report_once(f"{vdir}|{err}", f"{err}: this version is skipped")
+            continue
+        with _failed_lock:
+            failed = _failed.get(vdir.absolute())
+        if failed is not None and failed[0] == fingerprint(vdir):
+            continue
+        yield vdir, manifest
+
+
+def selected(repo: Path, name: str) -> str:
+    """The version a service would load now ("" when there is none)."""
+    return next((vdir.name for vdir, _ in usable(repo, name)), "")
+
+
+class StalePlan(Exception):
+    """A version the Holder planned to load failed to load (it is remembered as broken now): plan again."""
+
+
+def load_version(repo: Path, name: str, load: Callable[[Path, Manifest], T]) -> T:
+    """load(version dir, manifest) of the first usable version that loads; a version that fails to
+    load is remembered (logged once, skipped from then on) and the next one is tried.
+
+    Within a Holder's build (`recording(plan)`), a name of the plan loads exactly the planned version
+    (one of a set the repository held at one moment); if it fails, StalePlan."""
+    problems: list[str] = []
+    record: Selection | None = getattr(_selection, "record", None)
+    planned = record.plan.get(name) if record is not None else None
+    for vdir, manifest in usable(repo, name):
+        if planned is not None and vdir.name != planned:
+            continue
+        stamp = fingerprint(vdir)
+        try:
+            loaded = load(vdir, manifest)
+        except Exception as err:  # onnxruntime, numpy and the checks raise many types: any means "broken"
+            why = str(err) if isinstance(err, ArtifactError) else f"{label(vdir)}: cannot load it ({err!r:.300})"
+            with _failed_lock:
+                _failed[vdir.absolute()] = (stamp, why)
+            report_once(f"{vdir}|{why}", f"{why}: this version is skipped")
+            problems.append(why)
+            if record is not None and planned is not None:
+                record.skipped.append(why)
+                raise StalePlan(why) from err
+            continue
+        if record is not None:
+            record.chosen[name] = vdir.name
+            record.skipped.extend(problems)
+        return loaded
+    if planned is not None:  # the planned version went away (deleted, its files changed) since the plan
+        raise StalePlan(f"{name}/{planned} is no longer usable")
+    with _failed_lock:
+        known = [_failed[v.absolute()][1] for v in versions(repo, name) if v.absolute() in _failed]
+    detail = "; ".join(dict.fromkeys(problems + known)) or f"no complete, verified version under {name}/"
+    raise ArtifactError(f"model {name!r}: no valid version ({detail[:800]})", model=name)
+
+
+class Selection:
+    """The versions to load (plan: name -> version; names not in it: the first usable), and what
+    load_version loaded (chosen) and skipped within `recording()`."""
+
+    def __init__(self, plan: dict[str, str] | None = None) -> None:
+        self.plan = {name: version for name, version in (plan or {}).items() if version}
+        self.chosen: dict[str, str] = {}
+        self.skipped: list[str] = []
+
+
+@contextlib.contextmanager
+def recording(plan: dict[str, str] | None = None) -> Iterator[Selection]:
+    """Within the block (on this thread), load_version loads the planned versions and records what it loads."""
+    _selection.record = record = Selection(plan)
+    try:
+        yield record
+    finally:
+        _selection.record = None
 
 
 def inventory(loaded: list[tuple[str, str]], missing: tuple[str, ...] | list[str]) -> str:
@@ -169,15 +304,15 @@ def column_index(names: list[str], wanted: list[str], model: str) -> np.ndarray:
     return np.array([pos[n] for n in wanted], dtype=np.int64)
 
 
-T = TypeVar("T")
-
-
 class Holder(Generic[T]):
     """Holds a service's engine and swaps in a new one when the repository has newer versions.
 
     `build` loads, verifies and warms everything from the repository. It runs off the serving
     path; only when it succeeds is the reference swapped (one assignment, so callers see the old
-    engine or the new one, never a mix). A broken newer artifact is logged and skipped.
+    engine or the new one, never a mix). The key that says "something changed" is, per name, the
+    version a build would load (`selected`: pinned or newest that is complete, verifies and has not
+    failed to load), so a version still being written is picked up once it is complete, and a
+    broken one never causes a swap.
     """
 
     def __init__(self, repo: Path, names: tuple[str, ...] | Callable[[Path], tuple[str, ...]],
@@ -199,28 +334,61 @@ class Holder(Generic[T]):
     def names(self) -> tuple[str, ...]:
         return self._names(self.repo) if callable(self._names) else self._names
 
-    def _key(self) -> tuple[str, ...]:
+    def _key(self, names: tuple[str, ...], chosen: dict[str, str] | None = None) -> tuple[str, ...]:
+        if chosen is not None:
+            return names + tuple(chosen.get(n, "") for n in names)
+        return names + tuple(selected(self.repo, n) for n in names)
+
+    def _stable_key(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(names, key) read twice in a row with the same result: publishing only adds versions, so
+        every name had its selected version at the moment between the two reads, and the engine is
+        built from a set of versions that the repository held at one moment (not, say, a churn model
+        read before a publish and a lookalike read after it)."""
         names = self.names
-        return names + tuple(v[0].name if (v := versions(self.repo, n)) else "" for n in names)
+        key = self._key(names)
+        for _ in range(STABLE_READS):
+            names_again = self.names
+            again = self._key(names_again)
+            if again == key:
+                break
+            names, key = names_again, again
+        return names, key
+
+    @property
+    def ready(self) -> bool:
+        """An engine is loaded and it has something to serve (an engine may say `ready = False`,
+        e.g. a ModelSet without any model)."""
+        engine = self.current
+        return engine is not None and bool(getattr(engine, "ready", True))
 
     def refresh(self) -> bool:
         """Load newer versions if there are any; True when a new engine was swapped in."""
         with self._lock:
-            key = self._key()
-            if key == self.loaded_key:
-                return False
-            try:
-                engine = self._build(self.repo)
-            except Exception as err:  # any failure keeps the engine that works
-                # The same failure on the same repository state is logged once, not at every poll.
-                repeated = key == self._failed_key and str(err) == self.last_error
-                self.last_error, self._failed_key = str(err), key
-                (log.debug if repeated else log.error)("loading %s failed, keeping %s: %s", self.names,
-                                                       self.loaded_key or "nothing", err)
-                return False
-            self.current, self.loaded_key, self.last_error, self._failed_key = engine, key, "", None
-            log.info("serving %s", self._describe(engine) if self._describe is not None else key)
-            return True
+            skipped: list[str] = []
+            for _ in range(STABLE_READS):
+                names, key = self._stable_key()
+                if key == self.loaded_key:
+                    if skipped:  # the newer versions were broken: the engine we have is the one to serve
+                        self.last_error = "; ".join(skipped)
+                    return False
+                try:
+                    with recording(dict(zip(names, key[len(names):]))) as selection:
+                        engine = self._build(self.repo)
+                except StalePlan:  # a planned version failed to load: it is skipped from now on; plan again
+                    skipped.extend(selection.skipped)
+                    continue
+                except Exception as err:  # any failure keeps the engine that works
+                    # The same failure on the same repository state is logged once, not at every poll.
+                    repeated = key == self._failed_key and str(err) == self.last_error
+                    self.last_error, self._failed_key = str(err), key
+                    (log.debug if repeated else log.error)("loading %s from %s failed, keeping %s: %s", names,
+                                                           self.repo, self.loaded_key or "nothing", err)
+                    return False
+                built = self._key(names, selection.chosen)
+                self.current, self.loaded_key, self.last_error, self._failed_key = engine, built, "", None
+                log.info("serving %s", self._describe(engine) if self._describe is not None else built)
+                return True
+            return False
 
     def get(self) -> T:
         engine = self.current
@@ -232,10 +400,28 @@ class Holder(Generic[T]):
 
 
 def servable_models(repo: Path) -> tuple[str, ...]:
-    """Names in the repository whose newest version holds an ONNX model (not the feature snapshot)."""
+    """Names in the repository with a version holding an ONNX model (not the feature snapshot)."""
     names = []
     for path in sorted(Path(repo).iterdir()) if Path(repo).is_dir() else []:
-        newest = versions(repo, path.name)
-        if newest and (newest[0] / "model.onnx").is_file():
+        if not path.name.startswith(".") and any((v / "model.onnx").is_file() for v in versions(repo, path.name)):
             names.append(path.name)
     return tuple(names)
+
+
+_libc: Any = None
+
+
+def release_memory() -> None:
+    """After an engine was dropped: collect it (unfreezing first: gc.freeze() keeps frozen objects
+    for good), then hand freed heap pages back to the kernel (glibc keeps them in its arenas)."""
+    global _libc
+    gc.unfreeze()
+    gc.collect()
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        try:
+            _libc = ctypes.CDLL(name) if name else False
+        except OSError:
+            _libc = False
+    if _libc and hasattr(_libc, "malloc_trim"):
+        _libc.malloc_trim(0)

@@ -8,7 +8,7 @@ from services.core.server import Service, build_service, run
 from services.recommendation.engine import MODELS, Recommender
 from services.recommendation.servicer import RecommendationServicer
 from tenure.feedback import FeedbackStore
-from tenure.settings import ServiceSettings
+from tenure.settings import ServiceSettings, service_settings_or_exit
 from tenure.v1 import recommendation_pb2, recommendation_pb2_grpc
 
 SERVICE_NAME = recommendation_pb2.DESCRIPTOR.services_by_name["RecommendationService"].full_name
@@ -16,7 +16,8 @@ SERVICE_NAME = recommendation_pb2.DESCRIPTOR.services_by_name["RecommendationSer
 
 def make_service(settings: ServiceSettings, address: str) -> Service:
     # The feedback store outlives the Recommender, which the holder rebuilds when the models change.
-    feedback = FeedbackStore(settings.state_dir / "feedback.sqlite", index_days=settings.feedback_exclude_days)
+    feedback = FeedbackStore(settings.state_dir / "feedback.sqlite", index_days=settings.feedback_exclude_days,
+                             max_entries=settings.feedback_index_max_entries)
     holder: Holder[Recommender] = Holder(settings.models_dir, MODELS, functools.partial(Recommender.load, settings=settings),
                                          describe=Recommender.describe)
     servicer = RecommendationServicer(holder, feedback, settings.feedback_exclude_days)
@@ -24,7 +25,7 @@ def make_service(settings: ServiceSettings, address: str) -> Service:
 
 
 def main(settings: ServiceSettings | None = None, port: int | None = None) -> None:
-    settings = settings or ServiceSettings.from_env()
+    settings = settings or service_settings_or_exit("python -m services.recommendation")
     run(make_service, settings, f"{settings.host}:{port if port is not None else settings.recommendation_port}",
         "recommendation")
 

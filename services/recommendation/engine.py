@@ -16,7 +16,7 @@ import numpy as np
 from services.core.errors import ModelMissing
 from services.core.runtime import OnnxModel, inventory, load_present, load_snapshot
 from tenure.data import NO_PRODUCT
-from tenure.errors import ArtifactError, InvalidInput, UnknownCustomer, UnknownProduct
+from tenure.errors import ArtifactError, InvalidInput, TooLarge, UnknownCustomer, UnknownProduct
 from tenure.features import PAIR_FEATURES, SOURCE_CO_PURCHASE, customer_columns
 from tenure.settings import ServiceSettings
 from tenure.store import FeatureSnapshot
@@ -26,6 +26,10 @@ PROPENSITY = "propensity"
 MIN_PRODUCTS = 2
 """With fewer products there is nothing to choose between: no recommendations."""
 MAX_K = 100
+MAX_EXCLUDE_IDS = 10_000
+"""Product ids in one request's exclude_product_ids."""
+MAX_BASKET_ITEMS = 1_000
+"""Items in one basket."""
 BASKET_WEIGHT = 2.0
 """Co-purchase weight of a basket item, vs log1p(count) for an item bought before."""
 
@@ -97,6 +101,8 @@ class Recommender:
         return f"{text}; Recommend and RecommendForBasket refused: {self.unavailable}" if self.unavailable else text
 
     def _customer_row(self, customer_id: str) -> int:
+        if not customer_id:
+            raise InvalidInput("customer_id is empty; expected a customer id of the feature store")
         row = self.snapshot.index.get(customer_id, -1)
         if row < 0:
             raise UnknownCustomer(f"customer {customer_id[:100]!r} is not in the feature store (snapshot {self.snapshot.version})")
@@ -109,6 +115,8 @@ class Recommender:
         return k
 
     def _exclusions(self, exclude_ids: list[str], category: str) -> np.ndarray:
+        if len(exclude_ids) > MAX_EXCLUDE_IDS:
+            raise TooLarge(f"{len(exclude_ids):,} exclude_product_ids; at most {MAX_EXCLUDE_IDS:,}")
         P = len(self.catalog.product_ids)
         if category:
             if category not in self._category_masks:
@@ -172,6 +180,8 @@ class Recommender:
         self.require()
         if not items:
             raise InvalidInput("the basket is empty; send at least one item")
+        if len(items) > MAX_BASKET_ITEMS:
+            raise TooLarge(f"{len(items):,} basket items; at most {MAX_BASKET_ITEMS:,}")
         k = self._k(k, 5)
         exclude = self._exclusions(exclude_ids, "")
         P = len(self.catalog.product_ids)

@@ -11,8 +11,8 @@ from services.core.runtime import Holder
 from services.core.server import grpc_errors
 from services.recommendation import convert
 from services.recommendation.engine import Recommender
-from tenure.errors import InvalidInput, TenureError, TooLarge
-from tenure.feedback import MAX_EVENTS_PER_CALL, FeedbackEvent, FeedbackStore, check_event
+from tenure.errors import InvalidInput, TooLarge
+from tenure.feedback import MAX_EVENTS_PER_CALL, FeedbackStore, check_events
 from tenure.v1 import recommendation_pb2, recommendation_pb2_grpc
 
 
@@ -51,15 +51,12 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
         n = len(request.events)
         if n > MAX_EVENTS_PER_CALL:
             raise TooLarge(f"{n:,} feedback events in one call; at most {MAX_EVENTS_PER_CALL:,}")
-        products = self.holder.get().catalog.index  # the catalogue of the loaded snapshot
+        rec = self.holder.get()
         now = time.time()
-        good: list[FeedbackEvent] = []
-        failures: dict[int, TenureError] = {}
-        for i, event in enumerate(request.events):
-            try:
-                good.append(check_event(convert.feedback_event(event), now, products))
-            except TenureError as err:
-                failures[i] = err
+        # Checked against the loaded snapshot: unknown products and customers are refused row by row,
+        # so that nobody can fill the store (and the recently-shown index) with made-up ids.
+        good, failures = check_events((convert.feedback_event(e) for e in request.events), now,
+                                      products=rec.catalog.index, customers=rec.snapshot.index)
         recorded = self.feedback.record(good, now)
         return convert.record_response(recorded, failures)
 

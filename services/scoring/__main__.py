@@ -10,7 +10,7 @@ from services.core.streaming import StreamSlots
 from services.scoring.engine import MODELS, Scorer
 from services.scoring.oip_servicer import InferenceServicer
 from services.scoring.servicer import ScoringServicer
-from tenure.settings import ServiceSettings
+from tenure.settings import ServiceSettings, service_settings_or_exit
 from tenure.v1 import inference_pb2, inference_pb2_grpc, scoring_pb2, scoring_pb2_grpc
 
 SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
@@ -22,7 +22,7 @@ def make_service(settings: ServiceSettings, address: str) -> Service:
                                     describe=Scorer.describe)
     models: Holder[ModelSet] = Holder(settings.models_dir, servable_models,
                                       functools.partial(ModelSet.load, settings=settings), describe=ModelSet.describe)
-    streams = StreamSlots(settings.max_streams)  # shared by both services of this port
+    streams = StreamSlots(settings.max_streams, settings.stream_idle_timeout_s)  # shared by both services of this port
     return build_service(address, [
         (scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
          ScoringServicer(scorer, streams, settings.stream_window), SERVICE_NAME, scorer),
@@ -32,7 +32,7 @@ def make_service(settings: ServiceSettings, address: str) -> Service:
 
 
 def main(settings: ServiceSettings | None = None, port: int | None = None) -> None:
-    settings = settings or ServiceSettings.from_env()
+    settings = settings or service_settings_or_exit("python -m services.scoring")
     run(make_service, settings, f"{settings.host}:{port if port is not None else settings.scoring_port}", "scoring")
 
 

@@ -75,6 +75,7 @@ class Scorer:
         errors: dict[int, TenureError] = {
             int(i): UnknownCustomer(f"customer {ids[i][:100]!r} is not in the feature store "
                                     f"(snapshot {self.snapshot.version}); send inline features instead")
+            if ids[i] else InvalidInput(f"row {i}: customer_id is empty; expected a customer id of the feature store")
             for i in missing
         }
         X = self.snapshot.X[np.maximum(rows, 0)]

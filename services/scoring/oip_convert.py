@@ -118,8 +118,19 @@ def decode_inputs(req: pb.ModelInferRequest, served: ServedModel, max_rows: int)
                 arr = np.frombuffer(raw[i], dtype=dtype)
         else:
             arr = _typed(t, spec, n)
+        if arr.dtype.kind == "f":
+            _check_finite(t.name, arr)
         feeds[t.name] = arr.reshape(shape)
     return feeds
+
+
+def _check_finite(name: str, arr: np.ndarray) -> None:
+    """Float inputs hold finite numbers: NaN or infinity from a client is refused, as Score refuses it,
+    instead of reaching the model as a "missing" value the caller may not have meant."""
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if len(bad):
+        raise InvalidInput(f"input {short(name)}: element {int(bad[0])} (flat index) is {arr.flat[int(bad[0])]}, "
+                           f"{len(bad)} non-finite values in all; expected finite numbers")
 
 
 def requested_outputs(req: pb.ModelInferRequest, served: ServedModel) -> list[int]:

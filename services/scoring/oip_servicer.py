@@ -12,6 +12,7 @@ from services.core.runtime import Holder
 from services.core.server import deadline_of, grpc_errors
 from services.core.streaming import StreamSlots, ordered_map
 from services.scoring import oip_convert as convert
+from tenure.artifacts import safe_name
 from tenure.errors import TenureError
 from tenure.v1 import inference_pb2 as pb
 from tenure.v1 import inference_pb2_grpc
@@ -54,15 +55,19 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
                 return pb.ModelStreamInferResponse(error_message=f"{code.name}: {message}")
 
         with self.streams.hold():
-            yield from ordered_map(request_iterator, one, STREAM_WINDOW)
+            yield from ordered_map(request_iterator, one, STREAM_WINDOW, self.streams.idle_timeout_s)
 
     def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.ServicerContext) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
     def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.ServicerContext) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.holder.current is not None)
+        return pb.ServerReadyResponse(ready=self.holder.ready)  # at least one model loaded
 
+    @grpc_errors
     def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.ServicerContext) -> pb.ModelReadyResponse:
+        safe_name(request.name, "model name")
+        if request.version:
+            safe_name(request.version, "model version")
         models = self.holder.current
         served = models.models.get(request.name) if models is not None else None
         ready = served is not None and request.version in ("", served.version)

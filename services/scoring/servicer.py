@@ -6,6 +6,7 @@ from typing import Iterator
 import grpc
 
 from services.core.convert import model_versions, predictions_message, row_error
+from services.core.handlers import chunks
 from services.core.runtime import Holder
 from services.core.server import deadline_of, grpc_errors
 from services.core.streaming import StreamSlots, ordered_map
@@ -15,6 +16,8 @@ from tenure.errors import InvalidInput, TooLarge
 from tenure.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
 MAX_REASONS = 10
+PREDICT_CHUNK_ROWS = 500
+"""Predict computes this many customers at a time and stops between them once the caller is gone."""
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
@@ -22,8 +25,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         self.holder = holder
         self.streams = streams
         self.stream_window = stream_window
-        self._versions_for: Scorer | None = None
-        self._version_messages: list[common_pb2.ModelVersion] = []
+        self._version_cache: tuple[Scorer | None, list[common_pb2.ModelVersion]] = (None, [])
 
     @grpc_errors
     def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.ServicerContext) -> scoring_pb2.ScoreResponse:
@@ -42,11 +44,14 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                                       scorer.missing)
 
     def _versions(self, scorer: Scorer) -> list[common_pb2.ModelVersion]:
-        """The ModelVersion messages of the loaded scorer, built once per loaded version."""
-        if self._versions_for is not scorer:
-            self._version_messages = model_versions(scorer.versions())
-            self._versions_for = scorer
-        return self._version_messages
+        """The ModelVersion messages of the loaded scorer, built once per loaded version. One tuple,
+        read and replaced whole: during a hot swap, calls on the old and the new scorer run at once,
+        and each must get its own scorer's versions."""
+        cached_for, messages = self._version_cache
+        if cached_for is not scorer:
+            messages = model_versions(scorer.versions())
+            self._version_cache = (scorer, messages)
+        return messages
 
     @grpc_errors
     def StreamScore(self, request_iterator: Iterator[scoring_pb2.ScoreChunk],
@@ -66,7 +71,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             return convert.chunk_result(chunk, scores, n, scorer.missing, nan_for_missing=not chunk.scores)
 
         with self.streams.hold():
-            yield from ordered_map(request_iterator, one, self.stream_window)
+            yield from ordered_map(request_iterator, one, self.stream_window, self.streams.idle_timeout_s)
 
     @grpc_errors
     def Predict(self, request: scoring_pb2.PredictRequest, context: grpc.ServicerContext) -> scoring_pb2.PredictResponse:
@@ -79,14 +84,21 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         if k > MAX_REASONS:
             raise InvalidInput(f"reasons={k}; expected 0..{MAX_REASONS} (0 means 3)")
         X, errors = scorer.lookup(ids)
-        ok = [i for i in range(len(ids)) if i not in errors]
-        Xok = X[ok] if errors else X
-        table, reasons = pred.predict(Xok), pred.reasons(Xok, k)
-        position = {row: j for j, row in enumerate(ok)}
-        results = [scoring_pb2.CustomerPredictions(customer_id=cid, error=row_error(errors[i])) if i in errors else
-                   scoring_pb2.CustomerPredictions(customer_id=cid, predictions=predictions_message(
-                       pred, table, position[i], reasons[position[i]], Xok))
-                   for i, cid in enumerate(ids)]
+        results: list[scoring_pb2.CustomerPredictions] = []
+        for part in chunks(context, len(ids), PREDICT_CHUNK_ROWS):  # stops once the caller is gone
+            ok = [i for i in part if i not in errors]
+            if not ok:  # only unknown ids here: every row is its own error, no model runs on zero rows
+                results.extend(scoring_pb2.CustomerPredictions(customer_id=ids[i], error=row_error(errors[i]))
+                               for i in part)
+                continue
+            Xok = X[ok] if errors or len(part) < len(ids) else X
+            table, reasons = pred.predict(Xok), pred.reasons(Xok, k)
+            position = {row: j for j, row in enumerate(ok)}
+            results.extend(scoring_pb2.CustomerPredictions(customer_id=ids[i], error=row_error(errors[i]))
+                           if i in errors else scoring_pb2.CustomerPredictions(
+                               customer_id=ids[i], predictions=predictions_message(
+                                   pred, table, position[i], reasons[position[i]], Xok))
+                           for i in part)
         return scoring_pb2.PredictResponse(results=results, models=model_versions(pred.versions()),
                                            snapshot_cutoff=pred.cutoff.isoformat(), missing_models=pred.missing)
 

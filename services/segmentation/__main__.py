@@ -9,7 +9,7 @@ from services.core.streaming import StreamSlots
 from services.segmentation.changes import SegmentLog
 from services.segmentation.engine import MODELS, Segmenter
 from services.segmentation.servicer import SegmentationServicer
-from tenure.settings import ServiceSettings
+from tenure.settings import ServiceSettings, service_settings_or_exit
 from tenure.v1 import segmentation_pb2, segmentation_pb2_grpc
 
 SERVICE_NAME = segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService"].full_name
@@ -25,7 +25,7 @@ def make_service(settings: ServiceSettings, address: str) -> Service:
 
 
 def main(settings: ServiceSettings | None = None, port: int | None = None) -> None:
-    settings = settings or ServiceSettings.from_env()
+    settings = settings or service_settings_or_exit("python -m services.segmentation")
     run(make_service, settings, f"{settings.host}:{port if port is not None else settings.segmentation_port}",
         "segmentation")
 

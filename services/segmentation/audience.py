@@ -12,15 +12,22 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from services.segmentation.engine import Segmenter
-from tenure.errors import InvalidInput, StaleCursor
+from tenure.errors import Cancelled, InvalidInput, StaleCursor, TooLarge
 from tenure.timing import HORIZONS
 from tenure.v1 import segmentation_pb2 as pb
 
 OPS = pb.ConditionOp
+MAX_CONDITIONS = 64
+"""Conditions in one audience query; each is a pass over the whole base."""
+MAX_VALUES = 1_000
+"""Values of one IN condition."""
+MAX_CURSOR_CHARS = 256
+"""A cursor this service issues is ~60 characters; anything much longer is not one of them."""
 NUMERIC_OPS = {OPS.CONDITION_OP_GE, OPS.CONDITION_OP_LE, OPS.CONDITION_OP_GT, OPS.CONDITION_OP_LT,
                OPS.CONDITION_OP_IN, OPS.CONDITION_OP_TOP_PERCENT, OPS.CONDITION_OP_BOTTOM_PERCENT}
 
@@ -84,9 +91,14 @@ class Audiences:
         self.ids = seg.snapshot.customer_ids.astype(str)
         self._id_order = np.argsort(self.ids, kind="stable")
 
-    def mask(self, conditions: list[pb.Condition]) -> np.ndarray:
+    def mask(self, conditions: list[pb.Condition], alive: Callable[[], bool] | None = None) -> np.ndarray:
+        """alive: checked between conditions; once False (the caller went away) the rest is not computed."""
+        if len(conditions) > MAX_CONDITIONS:
+            raise TooLarge(f"{len(conditions)} conditions in one audience; at most {MAX_CONDITIONS}")
         keep = np.ones(len(self.ids), bool)
         for i, c in enumerate(conditions):
+            if alive is not None and i and not alive():
+                raise Cancelled(f"the caller went away after {i} of {len(conditions)} conditions")
             keep &= self._condition(i, c)
         return keep
 
@@ -97,6 +109,8 @@ class Audiences:
 
     def _condition(self, i: int, c: pb.Condition) -> np.ndarray:
         where = f"condition {i} ({c.field[:64]!r})"
+        if len(c.values) > MAX_VALUES:
+            raise TooLarge(f"{where}: {len(c.values)} values; at most {MAX_VALUES}")
         self._absent(c.field, where)
         if c.field in self.segments:
             if c.op != OPS.CONDITION_OP_IN or not c.values:
@@ -124,15 +138,39 @@ class Audiences:
             top = c.op == OPS.CONDITION_OP_TOP_PERCENT
             cut = np.quantile(values, 1 - v / 100 if top else v / 100)
             return values >= cut if top else values <= cut
+        if c.op == OPS.CONDITION_OP_IN:
+            return np.isin(values, self._numbers(where, c, values.dtype))
+        if c.values:
+            raise InvalidInput(f"{where}: values are for op IN; a comparison takes one number in value")
         return {OPS.CONDITION_OP_GE: values >= v, OPS.CONDITION_OP_LE: values <= v, OPS.CONDITION_OP_GT: values > v,
-                OPS.CONDITION_OP_LT: values < v, OPS.CONDITION_OP_IN: values == v}[c.op]
+                OPS.CONDITION_OP_LT: values < v}[c.op]
+
+    @staticmethod
+    def _numbers(where: str, c: pb.Condition, dtype: np.dtype) -> np.ndarray:
+        """The numbers of a numeric IN: its values (as numbers), or value alone when values is empty;
+        in the field's own dtype, so that equality means what the caller sees in the exported fields."""
+        if not c.values:
+            return np.asarray([c.value], dtype)
+        if c.value != 0:
+            raise InvalidInput(f"{where}: numeric IN takes its numbers in values or one number in value, not both")
+        numbers = []
+        for j, text in enumerate(c.values):
+            try:
+                number = float(text)
+            except ValueError:
+                raise InvalidInput(f"{where}: values[{j}] {text[:64]!r} is not a number; a numeric field "
+                                   "takes numbers (e.g. \"3\", \"0.5\")") from None
+            if not np.isfinite(number):
+                raise InvalidInput(f"{where}: values[{j}] {text[:64]!r} is not a finite number")
+            numbers.append(number)
+        return np.asarray(numbers, dtype)
 
     def fingerprint(self, query: pb.AudienceQuery) -> str:
         spec = [[c.field, int(c.op), c.value, sorted(c.values)] for c in query.conditions]
         return hashlib.sha256(json.dumps([spec, query.order_by]).encode()).hexdigest()[:16]
 
-    def select(self, query: pb.AudienceQuery) -> Selection:
-        keep = self.mask(list(query.conditions))
+    def select(self, query: pb.AudienceQuery, alive: Callable[[], bool] | None = None) -> Selection:
+        keep = self.mask(list(query.conditions), alive)
         fp = self.fingerprint(query)
         if query.order_by:
             self._absent(query.order_by, f"order_by {query.order_by[:64]!r}")
@@ -153,11 +191,22 @@ class Audiences:
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     def decode(self, cursor: str, fingerprint: str) -> int:
+        """The position a cursor resumes from. Parsed defensively (it comes from the client): bounded
+        length (so no deep nesting can reach the JSON parser's recursion), then the exact shape
+        {"r": int, "q": str, "p": int} this service writes; anything else is INVALID_ARGUMENT."""
+        refused = InvalidInput(f"cursor {cursor[:64]!r}{'...' if len(cursor) > 64 else ''} is not a cursor this "
+                               "service issued; pass AudienceMemberRow.cursor unchanged, or leave it empty to start")
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise refused
         try:
             data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-            rid, fp, position = int(data["r"]), str(data["q"]), int(data["p"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise InvalidInput(f"cursor {cursor[:64]!r} is not a cursor this service issued") from err
+        except (ValueError, RecursionError):  # binascii.Error, UnicodeDecodeError, JSONDecodeError
+            raise refused from None
+        if not isinstance(data, dict) or set(data) != {"r", "q", "p"}:
+            raise refused
+        rid, fp, position = data["r"], data["q"], data["p"]
+        if not (type(rid) is int and type(position) is int and isinstance(fp, str)):  # bool is not a number here
+            raise refused
         if fp != fingerprint:
             raise InvalidInput("the cursor belongs to another query (other conditions or order)")
         if rid != self.rescoring_id:

@@ -21,6 +21,8 @@ from tenure import sqlite
 
 RFM, LIFECYCLE, CLUSTER, GRID = 1, 2, 3, 4
 """Segment families, as in the contract's SegmentFamily enum."""
+MAX_SEQUENCE = 2**63 - 1
+"""Sequence numbers are SQLite integers (signed 64-bit): no move is ever numbered above this."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rescorings (
@@ -102,6 +104,8 @@ class SegmentLog:
         return Rescoring(int(r[0]), r[1], float(r[2]), [tuple(m) for m in json.loads(r[3])], int(r[4]))
 
     def moves(self, after: int, families: set[int] | None = None, limit: int = 1_000) -> list[Move]:
+        if after >= MAX_SEQUENCE:  # nothing can follow it (and SQLite cannot bind a larger integer)
+            return []
         query = "SELECT seq, customer_id, family, from_segment, to_segment, rescoring_id, at FROM moves WHERE seq > ?"
         args: list[object] = [after]
         if families:

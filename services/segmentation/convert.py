@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from services.core.convert import model_versions, row_error
+from services.core.errors import strip_paths
 from services.segmentation.changes import Move, Rescoring
 from services.segmentation.engine import BAND_NAMES, Segmenter, SegmentRows
 from services.segmentation.jobs import JobStatus
@@ -88,6 +89,6 @@ def profile_report(rows: list[ProfileRow], group_size: int, base_size: int) -> p
 
 def job_message(job: JobStatus) -> pb.Job:
     return pb.Job(job_id=job.job_id, state=pb.JobState.ValueType(job.state), progress=job.progress,
-                  message=job.message,
+                  message=strip_paths(job.message),  # a failed job's reason may name files of the server
                   model=common_pb2.ModelVersion(name=job.model[0], version=job.model[1]) if job.model else None,
                   metrics=job.metrics, seed_found=job.seed_found, seed_unknown=job.seed_unknown)

@@ -20,10 +20,10 @@ import numpy as np
 
 from services.core.errors import ModelMissing
 from services.core.predictions import PredictionTable, Predictor, bands, model_names
-from services.core.runtime import OnnxModel, column_index, inventory
+from services.core.runtime import OnnxModel, column_index, inventory, load_optional, load_version, report_once
 from services.segmentation.changes import CLUSTER, GRID, LIFECYCLE, RFM, Rescoring, SegmentLog
-from tenure.artifacts import latest_valid, versions
-from tenure.errors import InvalidInput, TenureError, UnknownCustomer, UnknownModel
+from tenure.artifacts import Manifest, safe_name, versions
+from tenure.errors import ArtifactError, InvalidInput, TenureError, UnknownCustomer, UnknownModel
 from tenure.profile import BaseStats
 from tenure.segments import DEFAULT_RFM_RULES, RfmRule, lifecycle_stage, percentile_scores, rfm_segment
 from tenure.settings import ServiceSettings
@@ -136,11 +136,25 @@ class Segmenter:
 
     @classmethod
     def load(cls, repo: Path, settings: ServiceSettings, log: SegmentLog | None = None) -> "Segmenter":
+        """Every model that loads: a model none of whose versions loads (clusters, a lookalike trained
+        by a job) is left out and logged once, like a missing one; the rest is served."""
         predictor = Predictor.load(repo, settings)
-        clusters = OnnxModel.load_latest(repo, CLUSTERS, settings.ort_threads) if versions(repo, CLUSTERS) else None
-        names = (["lookalike"] if predictor.has("lookalike") else []) + \
-            [n for n in segmentation_models(repo) if n.startswith(LOOKALIKE_PREFIX)]
-        lookalikes = {name: cls._lookalike(repo, name, predictor.snapshot, settings) for name in names}
+        snapshot = predictor.snapshot
+        clusters = load_optional(repo, CLUSTERS, settings.ort_threads) if versions(repo, CLUSTERS) else None
+        lookalikes: dict[str, Lookalike] = {}
+        if predictor.has("lookalike"):
+            lookalikes["lookalike"] = cls._lookalike(predictor.models["lookalike"], snapshot)
+        for name in segmentation_models(repo):
+            if not name.startswith(LOOKALIKE_PREFIX):
+                continue
+
+            def load(vdir: Path, manifest: Manifest) -> Lookalike:
+                return cls._lookalike(OnnxModel(vdir, manifest, settings.ort_threads), snapshot)
+
+            try:
+                lookalikes[name] = load_version(repo, name, load)
+            except ArtifactError as err:
+                report_once(str(err), f"{err}; its lookalike audience is not served (the others are)")
         return cls(predictor, clusters, lookalikes, settings, log)
 
     def versions(self) -> list[tuple[str, str]]:
@@ -155,10 +169,9 @@ class Segmenter:
                 + (f"; lookalikes trained by jobs: {', '.join(jobs)}" if jobs else ""))
 
     @staticmethod
-    def _lookalike(repo: Path, name: str, snapshot: FeatureSnapshot, settings: ServiceSettings) -> Lookalike:
-        model = OnnxModel.load_latest(repo, name, settings.ort_threads)
-        vdir, _ = latest_valid(repo, name)
-        seed_file = vdir / "seed_ids.txt"
+    def _lookalike(model: OnnxModel, snapshot: FeatureSnapshot) -> Lookalike:
+        """The whole base scored by a lookalike model; its seed from the same version's seed_ids.txt."""
+        seed_file = model.path.parent / "seed_ids.txt"
         seed = set(seed_file.read_text().split()) if seed_file.exists() else set()
         cols = column_index(snapshot.feature_names, model.features, model.name)
         X = snapshot.X
@@ -206,6 +219,7 @@ class Segmenter:
         errors: dict[int, TenureError] = {
             int(i): UnknownCustomer(f"customer {ids[i][:100]!r} is not in the feature store "
                                     f"(snapshot {self.snapshot.version})")
+            if ids[i] else InvalidInput("customer_id is empty; expected a customer id of the feature store")
             for i in np.flatnonzero(rows < 0)
         }
         return rows, errors
@@ -222,7 +236,7 @@ class Segmenter:
                            pick(self.grid_purchase), errors)
 
     def lookalike(self, name: str) -> Lookalike:
-        name = name or "lookalike"
+        name = safe_name(name, "lookalike model") if name else "lookalike"
         found = self.lookalikes.get(name) or self.lookalikes.get(LOOKALIKE_PREFIX + name)
         if found is None and name == "lookalike":
             raise ModelMissing.named("lookalike", "the default lookalike audience; lookalikes trained by jobs "
@@ -236,6 +250,8 @@ class Segmenter:
         """(customer id, score, rank) best first."""
         if not 1 <= size <= MAX_AUDIENCE:
             raise InvalidInput(f"size={size}; expected 1..{MAX_AUDIENCE}")
+        if not 0.0 <= min_score <= 1.0:  # also NaN, which would silently drop the floor
+            raise InvalidInput(f"min_score={min_score}; expected a number in [0, 1] (0: no floor)")
         look = self.lookalike(model)
         rank = 0
         ids = self.snapshot.customer_ids

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+from tenure.artifacts import safe_name
 from tenure.errors import InvalidInput, TooLarge, UnknownModel
 from tenure.settings import TrainSettings
 from tenure.store import FeatureSnapshot
@@ -57,7 +58,8 @@ class Jobs:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-job")
 
     def start(self, name: str, seed_ids: list[str]) -> JobStatus:
-        if not NAME.match(name):
+        safe_name(name, "name")
+        if not NAME.fullmatch(name):  # fullmatch: with match, '$' lets a trailing newline through
             raise InvalidInput(f"name {name[:64]!r}: expected 1-48 letters, digits, '-' or '_'")
         if len(seed_ids) > MAX_SEED:
             raise TooLarge(f"{len(seed_ids)} seed ids; at most {MAX_SEED}")

@@ -9,14 +9,15 @@ import numpy as np
 
 from services.core.convert import model_versions, predictions_message
 from services.core.runtime import Holder
+from services.core.security import client_channel
 from services.core.server import grpc_errors
 from services.core.streaming import StreamSlots
 from services.segmentation import convert
 from services.segmentation.audience import Audiences
-from services.segmentation.changes import SegmentLog
+from services.segmentation.changes import MAX_SEQUENCE, SegmentLog
 from services.segmentation.engine import STAGE_NAMES, Segmenter
 from services.segmentation.jobs import Jobs
-from tenure.errors import InvalidInput, TooLarge, UnknownCustomer
+from tenure.errors import InvalidInput, TooLarge
 from tenure.profile import profile
 from tenure.settings import ServiceSettings
 from tenure.v1 import common_pb2, recommendation_pb2, recommendation_pb2_grpc, segmentation_pb2_grpc
@@ -40,7 +41,9 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         self._audiences: tuple[Segmenter, Audiences] | None = None
         self._lock = threading.Lock()
         target = settings.recommendation_target or f"{settings.host}:{settings.recommendation_port}"
-        self._recommend = recommendation_pb2_grpc.RecommendationServiceStub(grpc.insecure_channel(target))
+        # As any Tenure client: TLS / client certificate / token from TENURE_TLS_CA_FILE,
+        # TENURE_TLS_CLIENT_CERT_FILE/KEY_FILE, TENURE_TLS_SERVER_NAME, TENURE_TOKEN_FILE (security.client_channel).
+        self._recommend = recommendation_pb2_grpc.RecommendationServiceStub(client_channel(target))
 
     def audiences(self) -> Audiences:
         """Audience fields of the loaded re-scoring (built once per loaded version)."""
@@ -66,8 +69,14 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     def StreamSegmentChanges(self, request: pb.SegmentChangesRequest,
                              context: grpc.ServicerContext) -> Iterator[pb.SegmentChange]:
         families = {int(f) for f in request.families}
-        if 0 in families:
-            raise InvalidInput("families: SEGMENT_FAMILY_UNSPECIFIED is not a family")
+        allowed = {int(v): name for name, v in pb.SegmentFamily.items() if v}
+        unknown = sorted(families - set(allowed))
+        if unknown:
+            raise InvalidInput(f"families: {unknown[0]} is not a segment family; expected some of "
+                               + ", ".join(f"{name} ({v})" for v, name in sorted(allowed.items())) + " (empty: all)")
+        if request.after_sequence > MAX_SEQUENCE:
+            raise InvalidInput(f"after_sequence={request.after_sequence}; expected 0..{MAX_SEQUENCE} "
+                               "(the last sequence received; 0: from the first move)")
         with self.streams.hold():
             for move in self.log.follow(request.after_sequence, families, request.follow, context.is_active):
                 yield convert.change_message(move)
@@ -75,7 +84,7 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     @grpc_errors
     def ExportAudience(self, request: pb.AudienceQuery, context: grpc.ServicerContext) -> Iterator[pb.AudienceExportItem]:
         aud = self.audiences()
-        sel = aud.select(request)
+        sel = aud.select(request, context.is_active)  # stops between conditions once the caller is gone
         end = len(sel.rows) if request.limit == 0 else min(len(sel.rows), sel.start + request.limit)
         t, seg = aud.seg.table, aud.seg
         stages = seg.stage_names()
@@ -108,7 +117,7 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             mask = seg.cluster == request.cluster
             known = [str(c["id"]) for c in seg.cluster_info]
         elif kind == "audience":
-            mask, known = self.audiences().mask(list(request.audience.conditions)), []
+            mask, known = self.audiences().mask(list(request.audience.conditions), context.is_active), []
         else:
             raise InvalidInput("group: set one of rfm_segment, lifecycle, cluster, audience")
         if not mask.any():
@@ -146,7 +155,7 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             raise InvalidInput(f"recommendations={k}; expected 0..{MAX_360_RECOMMENDATIONS} (0 means 5)")
         rows, errors = seg.rows([request.customer_id])
         if errors:
-            raise UnknownCustomer(str(errors[0]))
+            raise errors[0]  # NOT_FOUND, or INVALID_ARGUMENT for an empty id
         row = int(rows[0])
         pred = seg.predictor
         X = seg.snapshot.X[row:row + 1]

@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import grpc
 import numpy as np
@@ -21,7 +21,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenure.artifacts import Manifest, latest_valid
 from tenure.data import NO_PRODUCT
 from tenure.features import AffinityState
-from tenure.settings import ServiceSettings
 from tenure.store import Catalog, FeatureSnapshot
 from tenure.v1 import (
     common_pb2,
@@ -133,34 +132,6 @@ def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> N
 def served_lines(caplog: pytest.LogCaptureFixture, prefix: str) -> list[str]:
     """The holders' "serving ..." log lines of one service kind."""
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"serving {prefix}")]
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., grpc.Channel]]:
-    """Start a service on port 0 (stopped after the test) and return a channel to it."""
-    from services.demo import wait_serving
-
-    started: list[Any] = []
-    channels: list[grpc.Channel] = []
-
-    def start(kind: str, repo: Path, wait: bool = True, **overrides: Any) -> grpc.Channel:
-        module = __import__(f"services.{kind}.__main__", fromlist=["make_service"])
-        overrides.setdefault("state_dir", tmp_path / f"state-{len(started)}")
-        service = module.make_service(ServiceSettings(models_dir=repo, **overrides), "127.0.0.1:0")
-        service.start()
-        started.append(service)
-        target = f"127.0.0.1:{service.port}"
-        if wait:
-            wait_serving(target)
-        channels.append(channel := grpc.insecure_channel(target))
-        channel.target = target  # type: ignore[attr-defined]
-        return channel
-
-    yield start
-    for channel in channels:
-        channel.close()
-    for service in started:
-        service.stop(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,3 @@
+from faults.run import main
+
+main()
