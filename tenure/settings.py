@@ -248,8 +248,8 @@ class ServiceSettings:
     """A request stream (StreamScore, ModelStreamInfer) that sends nothing for this long while none of
     its requests is being answered ends with DEADLINE_EXCEEDED and frees its slot (max_streams)."""
     bulk_calls: int = 2
-    """Bulk unary calls (more than 256 rows: Score, Predict, ModelInfer, GetSegments, RecordFeedback,
-    lookalike seeds; ProfileGroup) running at once per worker; one more gets RESOURCE_EXHAUSTED at once
+    """Bulk unary calls (Predict, GetSegments, RecordFeedback, lookalike seeds over 256 rows; Score and
+    ModelInfer over 4,096; ProfileGroup) running at once per worker; one more gets RESOURCE_EXHAUSTED at once
     with a retry hint. The server runs max(server_threads, max_streams + bulk_calls + 2) handler
     threads, so small calls always find one; health and readiness have a pool of their own."""
     # --- end overload ------------------------------------------------------------------------------------

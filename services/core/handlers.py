@@ -38,7 +38,12 @@ CONTROL_THREADS = 2
 FAST_RESERVE = 2
 """Handler threads kept beyond max_streams + bulk_calls: short calls always find one."""
 BULK_ROWS = 256
-"""A unary call over more rows (customers, ids, events, tensor rows) than this is a bulk call."""
+"""A Predict, GetSegments, RecordFeedback or lookalike call over more rows (customers, ids, events) than
+this is a bulk call: every model, reasons, segments or a database write per row (Predict for 10,000
+customers is ~1 CPU-s)."""
+MODEL_RUN_BULK_ROWS = 4096
+"""Score and ModelInfer run one model over their rows (10,000 rows in tens of ms): bulk above this, so that
+the batches a client sends to ModelInfer (1,024 rows, say) stay fast calls."""
 RETRY_PUSHBACK_MS = 500
 """Sent with a refused bulk call as grpc-retry-pushback-ms: a client's retry policy waits that long."""
 
@@ -54,15 +59,17 @@ CONTROL_METHODS = frozenset({
 BULK_METHODS = frozenset({
     "/tenure.v1.SegmentationService/ProfileGroup",  # over the whole customer base
 })
-ROWS: dict[str, Callable[[Any], int]] = {
-    "/tenure.v1.ScoringService/Score": lambda r: len(r.customers),
-    "/tenure.v1.ScoringService/Predict": lambda r: len(r.customer_ids),
-    "/tenure.v1.SegmentationService/GetSegments": lambda r: len(r.customer_ids),
-    "/tenure.v1.SegmentationService/StartLookalikeJob": lambda r: len(r.seed_customer_ids),
-    "/tenure.v1.RecommendationService/RecordFeedback": lambda r: len(r.events),
-    "/inference.GRPCInferenceService/ModelInfer": lambda r: max((t.shape[0] for t in r.inputs if t.shape), default=0),
+ROWS: dict[str, tuple[Callable[[Any], int], int]] = {
+    "/tenure.v1.ScoringService/Score": (lambda r: len(r.customers), MODEL_RUN_BULK_ROWS),
+    "/tenure.v1.ScoringService/Predict": (lambda r: len(r.customer_ids), BULK_ROWS),
+    "/tenure.v1.SegmentationService/GetSegments": (lambda r: len(r.customer_ids), BULK_ROWS),
+    "/tenure.v1.SegmentationService/StartLookalikeJob": (lambda r: len(r.seed_customer_ids), BULK_ROWS),
+    "/tenure.v1.RecommendationService/RecordFeedback": (lambda r: len(r.events), BULK_ROWS),
+    "/inference.GRPCInferenceService/ModelInfer": (
+        lambda r: max((t.shape[0] for t in r.inputs if t.shape), default=0), MODEL_RUN_BULK_ROWS),
 }
-"""Rows of a unary request, for the methods whose cost grows with them."""
+"""Rows of a unary request and the rows above which it is a bulk call, for the methods whose cost grows
+with them."""
 
 
 def call_class(method: str, request: Message | None, streaming: bool) -> str:
@@ -72,8 +79,11 @@ def call_class(method: str, request: Message | None, streaming: bool) -> str:
         return CONTROL
     if method in BULK_METHODS:
         return BULK
-    rows = ROWS.get(method)
-    return BULK if rows is not None and request is not None and rows(request) > BULK_ROWS else FAST
+    sized = ROWS.get(method)
+    if sized is None or request is None:
+        return FAST
+    rows, limit = sized
+    return BULK if rows(request) > limit else FAST
 
 
 def server_threads(settings: ServiceSettings) -> int:
@@ -120,7 +130,8 @@ class CallLimiter:
             self._count("refused")
             context.set_trailing_metadata((("grpc-retry-pushback-ms", str(RETRY_PUSHBACK_MS)),))
             _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                   f"{self.bulk_calls} bulk call(s) (more than {BULK_ROWS} rows, or whole-base work) are already "
+                   f"{self.bulk_calls} bulk call(s) (Predict, GetSegments or RecordFeedback over {BULK_ROWS} rows, "
+                   f"Score or ModelInfer over {MODEL_RUN_BULK_ROWS}, or whole-base work) are already "
                    f"running on this worker (at most {self.bulk_calls}, TENURE_BULK_CALLS); retry in "
                    f"{RETRY_PUSHBACK_MS} ms, or send smaller calls")
         try:
