@@ -11,6 +11,7 @@ import pytest
 from tenure.data import Shop
 from tenure.errors import DataError
 from tenure.settings import ServiceSettings, TrainSettings
+from tenure.store import FeatureSnapshot
 
 T = TypeVar("T")
 
@@ -120,6 +121,25 @@ def segmentation_server(trained_repo: Path, start_server: Callable[..., ServerTh
     from services.segmentation.__main__ import make_service
 
     return start_server(make_service, trained_repo, recommendation_target=recommendation_server.target)
+
+
+@pytest.fixture(scope="module")
+def snapshot(trained_repo: Path) -> FeatureSnapshot:
+    return FeatureSnapshot.load_latest(trained_repo)
+
+
+@pytest.fixture(scope="module")
+def feedback_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("feedback-state")
+
+
+@pytest.fixture(scope="module")
+def own_recommendation_server(trained_repo: Path, start_server: Callable[..., ServerThread],
+                              feedback_state: Path) -> ServerThread:
+    """A recommendation server of the module's own: the feedback it records affects no other module."""
+    from services.recommendation.__main__ import make_service
+
+    return start_server(make_service, trained_repo, state_dir=feedback_state)
 
 
 @pytest.fixture

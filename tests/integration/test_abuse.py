@@ -28,11 +28,6 @@ EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 C = pb.Condition
 
 
-@pytest.fixture(scope="module")
-def snapshot(trained_repo: Path) -> FeatureSnapshot:
-    return FeatureSnapshot.load_latest(trained_repo)
-
-
 @pytest.fixture
 def scoring(scoring_server: Any, channel_to: Any) -> scoring_pb2_grpc.ScoringServiceStub:
     return scoring_pb2_grpc.ScoringServiceStub(channel_to(scoring_server))
@@ -41,19 +36,6 @@ def scoring(scoring_server: Any, channel_to: Any) -> scoring_pb2_grpc.ScoringSer
 @pytest.fixture
 def segmentation(segmentation_server: Any, channel_to: Any) -> segmentation_pb2_grpc.SegmentationServiceStub:
     return segmentation_pb2_grpc.SegmentationServiceStub(channel_to(segmentation_server))
-
-
-@pytest.fixture(scope="module")
-def feedback_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("abuse-feedback")
-
-
-@pytest.fixture(scope="module")
-def own_recommendation_server(trained_repo: Path, start_server: Any, feedback_state: Path) -> Any:
-    """A recommendation server of its own: the feedback recorded here must not affect other tests."""
-    from services.recommendation.__main__ import make_service
-
-    return start_server(make_service, trained_repo, state_dir=feedback_state)
 
 
 @pytest.fixture

@@ -23,27 +23,9 @@ IMP, CLICK, BUY = rpb.FEEDBACK_KIND_IMPRESSION, rpb.FEEDBACK_KIND_CLICK, rpb.FEE
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT.value[0], grpc.StatusCode.NOT_FOUND.value[0]
 
 
-@pytest.fixture(scope="module")
-def snapshot(trained_repo: Path) -> FeatureSnapshot:
-    return FeatureSnapshot.load_latest(trained_repo)
-
-
-@pytest.fixture(scope="module")
-def feedback_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("feedback-state")
-
-
-@pytest.fixture(scope="module")
-def feedback_server(trained_repo: Path, start_server: Any, feedback_state: Path) -> Any:
-    """A recommendation server of its own, so that the feedback recorded here affects no other test."""
-    from services.recommendation.__main__ import make_service
-
-    return start_server(make_service, trained_repo, state_dir=feedback_state)
-
-
 @pytest.fixture
-def stub(feedback_server: Any, channel_to: Any) -> recommendation_pb2_grpc.RecommendationServiceStub:
-    return recommendation_pb2_grpc.RecommendationServiceStub(channel_to(feedback_server))
+def stub(own_recommendation_server: Any, channel_to: Any) -> recommendation_pb2_grpc.RecommendationServiceStub:
+    return recommendation_pb2_grpc.RecommendationServiceStub(channel_to(own_recommendation_server))
 
 
 def customers_by_orders(snapshot: FeatureSnapshot) -> list[str]:

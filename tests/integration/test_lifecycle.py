@@ -25,7 +25,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tenure.artifacts import MANIFEST, PINNED, latest_valid, load_manifest, sha256_file, versions, write_artifact
 from tenure.settings import ServiceSettings
-from tenure.store import FeatureSnapshot
 from tenure.v1 import (
     common_pb2,
     inference_pb2_grpc,
@@ -114,11 +113,6 @@ def infer_request(model: str, X: np.ndarray) -> ipb.ModelInferRequest:
 def model_info(channel: grpc.Channel) -> dict[str, str]:
     info = scoring_pb2_grpc.ScoringServiceStub(channel).GetModelInfo(scoring_pb2.GetModelInfoRequest(), timeout=10)
     return {m.name: m.version for m in info.models}
-
-
-@pytest.fixture(scope="module")
-def snapshot(trained_repo: Path) -> FeatureSnapshot:
-    return FeatureSnapshot.load_latest(trained_repo)
 
 
 # -- fault isolation and fallback -------------------------------------------------------------------

@@ -10,7 +10,6 @@ import queue
 import random
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import grpc
@@ -28,11 +27,6 @@ from tenure.v1 import segmentation_pb2 as spb
 
 SAFETY_S = 60.0
 """Only a safety net: every wait below ends on the event it waits for."""
-
-
-@pytest.fixture(scope="module")
-def snapshot(trained_repo: Path) -> FeatureSnapshot:
-    return FeatureSnapshot.load_latest(trained_repo)
 
 
 @pytest.fixture(scope="module")

@@ -134,11 +134,6 @@ def served_lines(caplog: pytest.LogCaptureFixture, prefix: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"serving {prefix}")]
 
 
-@pytest.fixture(scope="module")
-def snapshot(trained_repo: Path) -> FeatureSnapshot:
-    return FeatureSnapshot.load_latest(trained_repo)
-
-
 # -- scoring ----------------------------------------------------------------------------------------
 
 def test_scoring_serves_what_exists_and_names_what_is_missing(trained_repo, tmp_path, serve, snapshot,  # type: ignore[no-untyped-def]

@@ -33,11 +33,6 @@ def stub(scoring_server, channel_to) -> scoring_pb2_grpc.ScoringServiceStub:  # 
     return scoring_pb2_grpc.ScoringServiceStub(channel_to(scoring_server))
 
 
-@pytest.fixture(scope="module")
-def snapshot(trained_repo: Path) -> FeatureSnapshot:
-    return FeatureSnapshot.load_latest(trained_repo)
-
-
 def test_predict_matches_the_models_and_an_unknown_id_fails_alone(stub, snapshot, trained_repo) -> None:  # type: ignore[no-untyped-def]
     rows = np.arange(0, len(snapshot.X), len(snapshot.X) // 40)[:40]
     ids = [str(snapshot.customer_ids[r]) for r in rows]

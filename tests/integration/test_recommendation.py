@@ -1,8 +1,6 @@
 """RecommendationService through a real server on port 0 and generated stubs."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import grpc
 import numpy as np
 import onnxruntime as ort
@@ -13,11 +11,6 @@ from tenure.features import customer_columns
 from tenure.store import FeatureSnapshot
 from tenure.v1 import recommendation_pb2 as rpb
 from tenure.v1 import recommendation_pb2_grpc
-
-
-@pytest.fixture(scope="module")
-def snapshot(trained_repo: Path) -> FeatureSnapshot:
-    return FeatureSnapshot.load_latest(trained_repo)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tenure.artifacts import latest_valid
-from tenure.store import FeatureSnapshot
 from tenure.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
 
@@ -20,11 +19,6 @@ def onnx_scores(repo: Path, name: str, X: np.ndarray) -> np.ndarray:
     vdir, manifest = latest_valid(repo, name)
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     return sess.run(["probabilities"], {"features": X.astype(np.float32)})[0][:, 1]
-
-
-@pytest.fixture(scope="module")
-def snapshot(trained_repo: Path) -> FeatureSnapshot:
-    return FeatureSnapshot.load_latest(trained_repo)
 
 
 @pytest.fixture

@@ -14,11 +14,6 @@ from tenure.v1 import segmentation_pb2 as spb
 from tenure.v1 import segmentation_pb2_grpc
 
 
-@pytest.fixture(scope="module")
-def snapshot(trained_repo: Path) -> FeatureSnapshot:
-    return FeatureSnapshot.load_latest(trained_repo)
-
-
 @pytest.fixture
 def stub(segmentation_server, channel_to) -> segmentation_pb2_grpc.SegmentationServiceStub:  # type: ignore[no-untyped-def]
     return segmentation_pb2_grpc.SegmentationServiceStub(channel_to(segmentation_server))
