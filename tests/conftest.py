@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -140,6 +141,15 @@ def own_recommendation_server(trained_repo: Path, start_server: Callable[..., Se
     from services.recommendation.__main__ import make_service
 
     return start_server(make_service, trained_repo, state_dir=feedback_state)
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for the whole test: bound here and never listened on,
+    so no server started meanwhile on port 0 can be handed it (a port merely found free could be)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 @pytest.fixture

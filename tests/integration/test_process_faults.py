@@ -324,7 +324,8 @@ def test_score_file_killed_at_random_points_resumes_exactly_once(
 
 @pytest.mark.slow
 def test_score_file_when_the_service_dies_exits_2_and_resumes(
-        trained_repo: Path, big_input: Path, reference: pa.Table, procs: Any, tmp_path: Path) -> None:
+        trained_repo: Path, big_input: Path, reference: pa.Table, procs: Any, tmp_path: Path,
+        closed_port: int) -> None:
     sp = procs(trained_repo).start()
     out = tmp_path / "scores.parquet"
     job = subprocess.Popen(_score_file_cmd(sp.target, big_input, out), cwd=ROOT, stdout=subprocess.PIPE,
@@ -348,9 +349,10 @@ def test_score_file_when_the_service_dies_exits_2_and_resumes(
     assert f", {saved} of 50 parts from an earlier run" in run.stdout
     _assert_same_as_reference(out, reference, big_input)
 
-    # Stale parts of another input are not mixed in: the run starts over and says so.
-    failed = subprocess.run(_score_file_cmd(sp.target, big_input, out), cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)  # the dead service: nothing scored, the manifest written
+    # Stale parts of another input are not mixed in: the run starts over and says so. The dead service's
+    # port may have been handed to `again`, so the first run goes to a port that refuses connections.
+    failed = subprocess.run(_score_file_cmd(f"127.0.0.1:{closed_port}", big_input, out), cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)  # nothing scored, the manifest written
     assert failed.returncode == 2 and (tmp_path / "scores.parquet.parts" / "manifest.json").exists(), failed.stderr
     other = tmp_path / "other.parquet"
     pq.write_table(pq.read_table(big_input).slice(0, 30_000), other)

@@ -183,11 +183,11 @@ def test_customer_360_assembles_every_service(stub, snapshot, scoring_server, re
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_360_without_the_recommendation_service_says_why(trained_repo, start_server, channel_to, snapshot) -> None:  # type: ignore[no-untyped-def]
+def test_360_without_the_recommendation_service_says_why(trained_repo, start_server, channel_to, snapshot,  # type: ignore[no-untyped-def]
+                                                          closed_port) -> None:
     from services.segmentation.__main__ import make_service
-    from tenure.cli import _free_port
 
-    server = start_server(make_service, trained_repo, recommendation_target=f"127.0.0.1:{_free_port(0)}")
+    server = start_server(make_service, trained_repo, recommendation_target=f"127.0.0.1:{closed_port}")
     view = segmentation_pb2_grpc.SegmentationServiceStub(channel_to(server)).GetCustomer360(
         spb.Customer360Request(customer_id=str(snapshot.customer_ids[0])))
     assert not view.recommendations and "UNAVAILABLE" in view.recommendations_error
