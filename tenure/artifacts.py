@@ -53,6 +53,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+ORT_TO_OIP = {
+    "tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(int64)": "INT64", "tensor(int32)": "INT32",
+    "tensor(bool)": "BOOL", "tensor(string)": "BYTES", "tensor(float16)": "FP16", "tensor(int8)": "INT8",
+    "tensor(uint8)": "UINT8", "tensor(int16)": "INT16", "tensor(uint16)": "UINT16", "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+}
+"""onnxruntime tensor type -> Open Inference Protocol datatype (a manifest's inputs/outputs "dtype")."""
+
+
 @dataclass
 class Manifest:
     """What a consumer needs to use an artifact without reading the code that trained it."""

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from tenure.data import Shop
+from tenure.sparse import CSRLike, dense_times
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp  # training builds the matrices (imported where used: serving runs without SciPy)
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,8 @@ class TxArrays:
 
     def bought_between(self, start: float, end: float) -> sp.csr_matrix:
         """Customer x product matrix of purchase-line counts with start <= t < end."""
+        import scipy.sparse as sp
+
         m = (~self.is_return) & (self.t >= start) & (self.t < end)
         return sp.csr_matrix(
             (np.ones(int(m.sum()), np.float32), (self.cust[m], self.prod[m])),
@@ -451,12 +456,14 @@ class AffinityState:
     are product indices. All per-product arrays have length n_products.
     """
 
-    hist: sp.csr_matrix
+    hist: CSRLike
     """Customer x product purchase-line counts before the cutoff."""
-    hist_last: sp.csr_matrix
+    hist_last: CSRLike
     """Same sparsity as hist: days between the product's last purchase and the cutoff, + 1."""
-    cond: sp.csr_matrix
-    """Product x product: P(j in the order | i in the order), top neighbours only."""
+    cond: CSRLike
+    """Product x product: P(j in the order | i in the order), top neighbours only.
+    The three are scipy.sparse.csr_matrix when training builds them (`build`), tenure.sparse.CSR
+    when a service reads the snapshot."""
     pop_90d: np.ndarray
     pop_all: np.ndarray
     pop_in_cat: np.ndarray
@@ -473,6 +480,8 @@ class AffinityState:
     @classmethod
     def build(cls, arrays: TxArrays, cutoff: pd.Timestamp, n_neighbours: int = 30,
               product_cat: np.ndarray | None = None, price: np.ndarray | None = None) -> "AffinityState":
+        import scipy.sparse as sp
+
         T = to_days(pd.Timestamp(cutoff))
         C, P = arrays.n_customers, arrays.n_products
         m = (arrays.t < T) & ~arrays.is_return
@@ -538,7 +547,7 @@ class AffinityState:
         weights = np.log1p(hist)
         if boost is not None:
             weights = weights + boost
-        co = np.asarray((self.cond.T @ weights.T).T, dtype=np.float32)
+        co = np.asarray(dense_times(weights, self.cond), dtype=np.float32)
         n_hist = np.maximum((weights > 0).sum(axis=1, keepdims=True), 1)
         cat_share = cust["cat_share"]
         if self.n_categories and cat_share.shape[1]:
@@ -599,6 +608,8 @@ class AffinityState:
 
 def _co_purchase(arrays: TxArrays, mask: np.ndarray, P: int, n_neighbours: int) -> sp.csr_matrix:
     """P(j bought in the same order | i bought), keeping each product's strongest neighbours."""
+    import scipy.sparse as sp
+
     order_codes = pd.factorize(arrays.order[mask])[0]
     baskets = sp.csr_matrix((np.ones(len(order_codes), np.float32), (order_codes, arrays.prod[mask])),
                       shape=(int(order_codes.max()) + 1 if len(order_codes) else 0, P))

@@ -2,6 +2,7 @@
 
 One artifact named "features" in the model repository (models/features/<version>/) holding
 snapshot.npz (plain arrays, no pickle) and a manifest with the feature names and the cutoff.
+The affinity matrices load as tenure.sparse.CSR (numpy only: the services do not load SciPy).
 Loading 40k customers takes well under a second; lookups are a dict from id to row.
 """
 from __future__ import annotations
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from tenure.artifacts import Manifest, latest_valid, write_artifact
 from tenure.features import AffinityState, FeatureSpace
+from tenure.sparse import CSR
 
 SNAPSHOT_NAME = "features"
 
@@ -82,9 +83,9 @@ class FeatureSnapshot:
     def load(cls, version_dir: Path, manifest: Manifest) -> "FeatureSnapshot":
         z = np.load(Path(version_dir) / "snapshot.npz", allow_pickle=False)
         C, P = len(z["customer_ids"]), len(z["product_ids"])
-        hist = sp.csr_matrix((z["hist_data"], z["hist_indices"], z["hist_indptr"]), shape=(C, P))
-        last = sp.csr_matrix((z["last_data"], z["hist_indices"], z["hist_indptr"]), shape=(C, P))
-        cond = sp.csr_matrix((z["cond_data"], z["cond_indices"], z["cond_indptr"]), shape=(P, P))
+        hist = CSR(z["hist_data"], z["hist_indices"], z["hist_indptr"], (C, P))
+        last = CSR(z["last_data"], z["hist_indices"], z["hist_indptr"], (C, P))
+        cond = CSR(z["cond_data"], z["cond_indices"], z["cond_indptr"], (P, P))
         affinity = AffinityState(
             hist=hist, hist_last=last, cond=cond, pop_90d=z["pop_90d"], pop_all=z["pop_all"],
             pop_in_cat=z["pop_in_cat"], repeat_rate=z["repeat_rate"], price=z["price"],

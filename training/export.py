@@ -13,9 +13,10 @@ from onnx import helper, numpy_helper
 from onnxmltools import convert_lightgbm
 from onnxmltools.convert.common.data_types import FloatTensorType
 
-from tenure.artifacts import Manifest, write_artifact
+from tenure.artifacts import ORT_TO_OIP, Manifest, write_artifact
 from tenure.errors import ArtifactError
 from training.contrib import snap_onnx_thresholds
+from training.evaluation import evaluation_file
 from training.lgbm import positive_proba
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,10 @@ def export_binary(
     extra_files: dict[str, bytes] | None = None,
     horizon_exponent: float = 1.0,
     positive_is_none: bool = False,
+    evaluation: dict[str, Any] | None = None,
 ) -> Path:
-    """Convert, check parity on X_check (held-out rows), write models/<name>/<version>/.
+    """Convert, check parity on X_check (held-out rows), write models/<name>/<version>/ with
+    evaluation.json (the given holdout curves + feature importance, training.evaluation).
 
     horizon_exponent != 1: the model was trained on a label window shorter than the horizon it
     answers; the graph extends it (extend_horizon_graph) and parity checks the extended output."""
@@ -123,7 +126,8 @@ def export_binary(
         metrics=metrics, training_window=training_window,
         params={**(params or {}), **({"horizon_exponent": horizon_exponent} if horizon_exponent != 1.0 else {})},
         data_fingerprint=data_fingerprint)
-    files: dict[str, bytes | Path] = {"model.onnx": onnx_bytes, **(extra_files or {})}
+    files: dict[str, bytes | Path] = {"model.onnx": onnx_bytes, **evaluation_file(model, feature_names, evaluation),
+                                      **(extra_files or {})}
     path = write_artifact(repo, manifest, files)
     log.info("exported %s -> %s (parity %.1e on %d rows)", name, path, diff, len(X_check))
     return path
@@ -150,14 +154,6 @@ def lightgbm_manifest(name: str, kind: str, model: lgb.LGBMModel, feature_names:
 
 def _jsonable(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str))
-
-
-ORT_TO_OIP = {
-    "tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(int64)": "INT64", "tensor(int32)": "INT32",
-    "tensor(bool)": "BOOL", "tensor(string)": "BYTES", "tensor(float16)": "FP16", "tensor(int8)": "INT8",
-    "tensor(uint8)": "UINT8", "tensor(int16)": "INT16", "tensor(uint16)": "UINT16", "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-}
 
 
 def _tensor_specs(nodes: list[Any]) -> list[dict[str, Any]]:

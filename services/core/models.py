@@ -10,10 +10,9 @@ import numpy as np
 from services.core.batching import Batcher
 from services.core.errors import ModelMissing
 from services.core.runtime import OnnxModel, load_version, report_once, servable_models
-from tenure.artifacts import Manifest, safe_name
+from tenure.artifacts import ORT_TO_OIP, Manifest, safe_name
 from tenure.errors import ArtifactError, UnknownModel
 from tenure.settings import ServiceSettings
-from training.export import ORT_TO_OIP
 
 
 @dataclass(frozen=True)
@@ -101,12 +100,12 @@ def _serve(vdir: Path, manifest: Manifest, settings: ServiceSettings) -> ServedM
     batcher = None
     if len(inputs) == 1 and inputs[0].shape and inputs[0].shape[0] == -1:
         input_name = inputs[0].name
-        batcher = Batcher(functools.partial(_run_one, model, input_name), max_batch_rows=max_batch_rows,
-                          max_queue_delay_us=settings.max_queue_delay_us,
+        batcher = Batcher(functools.partial(_run_one, model, input_name), name=model.name,
+                          max_batch_rows=max_batch_rows, max_queue_delay_us=settings.max_queue_delay_us,
                           max_queue_rows=settings.max_queue_rows)
         for rows in (1, 8, 64, max_batch_rows):  # warm the batch sizes the batcher will send
-            model.run_all({input_name: np.zeros((rows, *[max(d, 1) for d in inputs[0].shape[1:]]),
-                                                _NUMPY.get(inputs[0].datatype, np.float32))})
+            model.session.run(None, {input_name: np.zeros((rows, *[max(d, 1) for d in inputs[0].shape[1:]]),
+                                                          _NUMPY.get(inputs[0].datatype, np.float32))})
     return ServedModel(vdir.parent.name, manifest.version, model, inputs, outputs, batcher)
 
 

@@ -19,6 +19,7 @@ from tenure.data import NO_PRODUCT
 from tenure.errors import ArtifactError, InvalidInput, TooLarge, UnknownCustomer, UnknownProduct
 from tenure.features import PAIR_FEATURES, SOURCE_CO_PURCHASE, customer_columns
 from tenure.settings import ServiceSettings
+from tenure.sparse import column_sums
 from tenure.store import FeatureSnapshot
 
 MODELS = ("features", "propensity")
@@ -194,7 +195,7 @@ class Recommender:
         exclude |= in_basket > 0
         cond = self.snapshot.affinity.cond[np.flatnonzero(in_basket)]
         # log of P(not co-bought) summed over basket items = log(1 - cond) on the sparse entries.
-        miss = np.asarray(cond.multiply(-1).log1p().sum(axis=0) if cond.nnz else np.zeros((1, P))).ravel()
+        miss = column_sums(cond, np.log1p(-cond.data))
         co = np.where(exclude, 0.0, -np.expm1(miss))
         cand = np.flatnonzero(co > 0)
         cand = cand[np.argsort(-co[cand], kind="stable")][: self.n_candidates]

@@ -1,25 +1,28 @@
 """Lookalike training jobs: train on any seed list in the background, watchable, then served.
 
-One job runs at a time per process (LightGBM on the serving box; more would only compete for the
-same cores); others wait in order. A finished job's model is in the repository and the service
-reloads so that StreamLookalikeAudience(model=name) serves it. Jobs live in memory: a restart
-forgets them, not their models.
+Each job trains in a child process (`python -m training.lookalike_job`, which needs tenure[train]):
+the service itself never loads LightGBM or the converters. One job runs at a time per service
+(more would only compete for the same cores); others wait in order. A finished job's model is in
+the repository and the service reloads so that StreamLookalikeAudience(model=name) serves it. Jobs
+live in memory: a restart forgets them, not their models (and ends a job's process).
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
+import subprocess
+import sys
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from tenure.artifacts import safe_name
 from tenure.errors import InvalidInput, TooLarge, UnknownModel
-from tenure.settings import TrainSettings
-from tenure.store import FeatureSnapshot
+from tenure.store import SNAPSHOT_NAME, FeatureSnapshot
 
 log = logging.getLogger(__name__)
 QUEUED, RUNNING, SUCCEEDED, FAILED = 1, 2, 3, 4
@@ -28,6 +31,8 @@ NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 MIN_SEED = 20
 MAX_SEED = 1_000_000
 MAX_WAITING = 16
+JOB_COMMAND = [sys.executable, "-m", "training.lookalike_job"]
+"""The process that trains one job (reads the request on stdin, answers in JSON lines)."""
 
 
 @dataclass(frozen=True)
@@ -86,14 +91,47 @@ class Jobs:
             self._jobs[job_id] = replace(self._jobs[job_id], **changes)  # type: ignore[arg-type]
             self._cond.notify_all()
 
-    def _run(self, job_id: str, model_name: str, seed: list[str]) -> None:
-        from training.pipeline import train_lookalike  # LightGBM and the converters: only when a job runs
+    def _train(self, job_id: str, model_name: str, seed: list[str]) -> dict[str, Any]:
+        """Train in a child process, relaying its progress; its result, or a RuntimeError saying why not."""
+        snapshot = self.snapshot()
+        snapshot_dir = Path(self.repo, SNAPSHOT_NAME, snapshot.version) if snapshot.version else None
+        request = {"repo": str(Path(self.repo).resolve()), "seed_ids": seed, "name": model_name,
+                   "threads": self.threads,
+                   "snapshot_dir": str(snapshot_dir.resolve()) if snapshot_dir and snapshot_dir.is_dir() else ""}
+        result: dict[str, Any] | None = None
+        error = ""
+        with subprocess.Popen(JOB_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              encoding="utf-8") as proc:
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(json.dumps(request) + "\n")
+                proc.stdin.flush()  # and kept open: the job ends if this process goes away
+                for line in proc.stdout:
+                    try:
+                        message = json.loads(line)
+                    except ValueError:
+                        message = None
+                    if not isinstance(message, dict):
+                        log.warning("lookalike job %s: unexpected output %r", job_id, line[:200])
+                        continue
+                    if "progress" in message:
+                        self._update(job_id, progress=round(min(max(float(message["progress"]), 0.01), 0.94), 3),
+                                     message=str(message.get("message", "")))
+                    elif "result" in message:
+                        result = message["result"]
+                    elif "error" in message:
+                        error = str(message["error"])
+            finally:
+                proc.stdin.close()
+                code = proc.wait()
+        if result is not None:
+            return result
+        raise RuntimeError(error or f"the training process exited with code {code} (its log is on stderr)")
 
+    def _run(self, job_id: str, model_name: str, seed: list[str]) -> None:
         self._update(job_id, state=RUNNING, progress=0.01, message="starting")
         try:
-            result = train_lookalike(self.repo, TrainSettings(lgbm_threads=self.threads), seed, name=model_name,
-                                     snapshot=self.snapshot(),
-                                     progress=lambda f, what: self._update(job_id, progress=round(f, 3), message=what))
+            result = self._train(job_id, model_name, seed)
             self._update(job_id, progress=0.95, message="loading the new model")
             self.on_model()
             version = Path(result["path"]).name

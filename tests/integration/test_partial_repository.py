@@ -63,9 +63,12 @@ def with_catalog_of(repo: Path, n_products: int, product_id: str = "") -> None:
     """A newer feature snapshot whose catalogue keeps only its first n_products products (what an
     order log without products gives the services); product_id renames a one-product catalogue's
     product (tenure.data.NO_PRODUCT: the placeholder of an order log without a product column)."""
+    import scipy.sparse as sp  # column slices: training's matrices (the services' CSR selects rows only)
+
     snap = FeatureSnapshot.load_latest(repo)
     a, c, keep = snap.affinity, snap.catalog, slice(0, n_products)
-    affinity = AffinityState(hist=a.hist[:, keep], hist_last=a.hist_last[:, keep], cond=a.cond[keep, keep],
+    hist, last, cond = (sp.csr_matrix((m.data, m.indices, m.indptr), shape=m.shape) for m in (a.hist, a.hist_last, a.cond))
+    affinity = AffinityState(hist=hist[:, keep], hist_last=last[:, keep], cond=cond[keep, keep],
                              pop_90d=a.pop_90d[keep], pop_all=a.pop_all[keep], pop_in_cat=a.pop_in_cat[keep],
                              repeat_rate=a.repeat_rate[keep], price=a.price[keep], product_cat=a.product_cat[keep],
                              n_categories=a.n_categories)
