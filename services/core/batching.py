@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from services.core import metrics
 from tenure.errors import Cancelled, DeadlineExpired, TooLarge
 
 RunFn = Callable[[np.ndarray], list[np.ndarray]]
@@ -74,9 +75,12 @@ class _Item:
 class Batcher:
     """Coalesces rows for one model; thread-safe, called from the server's handler threads."""
 
-    def __init__(self, run: RunFn, *, max_batch_rows: int = 1024, max_queue_delay_us: int = 0,
+    def __init__(self, run: RunFn, *, name: str = "", max_batch_rows: int = 1024, max_queue_delay_us: int = 0,
                  max_queue_rows: int = 100_000) -> None:
+        """name: the model(s) it runs, the `model` label of tenure_batch_rows / tenure_batch_queue_seconds."""
         self._run = run
+        self._batch_rows = metrics.BATCH_ROWS.labels(name or "unnamed")
+        self._queue_seconds = metrics.BATCH_QUEUE.labels(name or "unnamed")
         self.max_batch_rows = max_batch_rows
         self.max_queue_delay_s = max_queue_delay_us / 1e6
         self.max_queue_rows = max_queue_rows
@@ -125,6 +129,8 @@ class Batcher:
                 start = time.perf_counter()
                 outputs = self._run(x)
                 self.stats.record_batch(len(x), time.perf_counter() - start)
+                self._batch_rows.observe(len(x))
+                self._queue_seconds.observe(0.0)
                 return outputs
             finally:
                 self._hand_over()
@@ -156,6 +162,7 @@ class Batcher:
                 self._finish(item, error=Cancelled("the caller went away while the request was queued"))
                 continue
             self.stats.queue_seconds += now - item.enqueued
+            self._queue_seconds.observe(now - item.enqueued)
             batch.append(item)
             rows += len(item.x)
         self._busy = bool(batch)
@@ -172,6 +179,7 @@ class Batcher:
                 self._finish(item, error=err)
         else:
             self.stats.record_batch(len(x), time.perf_counter() - start)
+            self._batch_rows.observe(len(x))
             offset = 0
             for item in batch:
                 n = len(item.x)

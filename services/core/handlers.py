@@ -198,7 +198,7 @@ def _handler(method: MethodDescriptor, behavior: Callable[..., Any], limiter: Ca
                 yield _decode(raw, request_type)
             except MalformedRequest:
                 limiter._count("malformed")
-                raise  # a TenureError: the servicer's grpc_errors answers INVALID_ARGUMENT
+                raise  # a TenureError: the interceptor (services.core.interceptor) answers INVALID_ARGUMENT
 
     def unary_unary(raw: bytes, context: grpc.ServicerContext) -> Any:
         refuse_if_gone(context, limiter)

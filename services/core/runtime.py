@@ -16,6 +16,7 @@ import onnx.compose
 import onnx.numpy_helper
 import onnxruntime as ort
 
+from services.core import metrics
 from tenure.artifacts import IncompleteVersion, Manifest, candidates, fingerprint, label, load_manifest, versions
 from tenure.errors import ArtifactError, ModelUnavailable
 from tenure.store import SNAPSHOT_NAME, FeatureSnapshot
@@ -50,6 +51,7 @@ class OnnxModel:
         # Looked up once: session.get_inputs() builds new objects on every call.
         self.input_name = self.session.get_inputs()[0].name
         self._outputs = [self.output]
+        self.rows_scored = metrics.ROWS_SCORED.labels(self.name, self.version)
 
     def _check_signature(self) -> None:
         """The graph must have the inputs and outputs its manifest declares (a model whose
@@ -71,24 +73,29 @@ class OnnxModel:
 
     def run_all(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Every output of the graph, in graph order."""
-        return list(self.session.run(None, feeds))
+        out = list(self.session.run(None, feeds))
+        self.rows_scored.inc(len(out[0]) if out and out[0].ndim else 0)
+        return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """float32 (n, n_features) -> float32 (n,)."""
         if len(X) == 0:
             return np.zeros(0, np.float32)
         out = self.session.run(self._outputs, {self.input_name: X})[0]
+        self.rows_scored.inc(len(X))
         return out[:, self.column] if self.column is not None else out.reshape(len(X))
 
     def matrix(self, X: np.ndarray) -> np.ndarray:
         """float32 (n, n_features) -> the manifest's first output whole, (n, k) (contributions, class
         probabilities, cluster distances)."""
         out = self.session.run(self._outputs, {self.input_name: X})[0]
+        self.rows_scored.inc(len(X))
         return out.reshape(len(X), -1)
 
     def warm_up(self) -> None:
+        """Run the usual batch sizes once (not counted in tenure_rows_scored_total)."""
         for n in WARMUP_ROWS:
-            self.matrix(np.zeros((n, len(self.features)), np.float32))
+            self.session.run(self._outputs, {self.input_name: np.zeros((n, len(self.features)), np.float32)})
 
     @classmethod
     def load_latest(cls, repo: Path, name: str, threads: int = 1) -> "OnnxModel":
@@ -143,10 +150,13 @@ class FusedModels:
                                             providers=["CPUExecutionProvider"])
         self._outputs = [o.name for o in outputs]
         self._columns = [m.column for m in models]
+        self._rows = [m.rows_scored for m in models]
 
     def run(self, X: np.ndarray) -> list[np.ndarray]:
         """float32 (n, n_features) -> one float32 (n,) array per model."""
         got = self.session.run(self._outputs, {"features": X})
+        for rows in self._rows:
+            rows.inc(len(X))
         return [g[:, c] if c is not None else g.reshape(len(X)) for g, c in zip(got, self._columns)]
 
 
@@ -385,7 +395,9 @@ class Holder(Generic[T]):
                                                            self.repo, self.loaded_key or "nothing", err)
                     return False
                 built = self._key(names, selection.chosen)
+                previous = self.loaded_key
                 self.current, self.loaded_key, self.last_error, self._failed_key = engine, built, "", None
+                _swapped_metrics(previous, built, engine)
                 log.info("serving %s", self._describe(engine) if self._describe is not None else built)
                 return True
             return False
@@ -397,6 +409,25 @@ class Holder(Generic[T]):
             names = ", ".join(self.names) or "(none in the repository)"
             raise ModelUnavailable(f"models {names} are not loaded yet{detail}")
         return engine
+
+
+def _served(key: tuple[str, ...] | None) -> dict[str, str]:
+    """A holder's key (names, then the version of each) as {name: version} of what it loaded."""
+    if not key:
+        return {}
+    half = len(key) // 2
+    return {name: version for name, version in zip(key[:half], key[half:]) if version}
+
+
+def _swapped_metrics(old_key: tuple[str, ...] | None, new_key: tuple[str, ...], engine: Any) -> None:
+    """tenure_model_info and the snapshot's timestamp follow what a holder serves now."""
+    old, new = _served(old_key), _served(new_key)
+    metrics.models_swapped([(n, v) for n, v in old.items() if n != SNAPSHOT_NAME],
+                           [(n, v) for n, v in new.items() if n != SNAPSHOT_NAME])
+    snapshot = getattr(engine, "snapshot", None)
+    if SNAPSHOT_NAME in new or snapshot is not None:
+        metrics.snapshot_swapped(old.get(SNAPSHOT_NAME, ""), new.get(SNAPSHOT_NAME, ""),
+                                 getattr(snapshot, "cutoff", None))
 
 
 def servable_models(repo: Path) -> tuple[str, ...]:

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
+import datetime
 import gc
-import inspect
 import json
 import logging
 import multiprocessing
@@ -14,17 +13,18 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from services.core import handlers, security
-from services.core.errors import status_for
+from services.core import handlers, metrics, security
+from services.core.interceptor import ACCESS, Interceptor
 from services.core.runtime import Holder, release_memory
-from tenure.errors import ConfigError, TenureError
+from services.core.tracing import Tracing, service_name, start_tracing
+from tenure.errors import ConfigError
 from tenure.settings import ServiceSettings, cpu_quota
 
 log = logging.getLogger(__name__)
@@ -43,38 +43,6 @@ CRASH_LOOP_DEATHS = 5
 restarted again: the parent stops every worker and exits with an error (the orchestrator takes over)."""
 CRASH_LOOP_RUN_S = 30.0
 # --- end process faults ---
-
-
-def grpc_errors(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Map domain errors to their status (services.core.errors.STATUS) for unary and streaming
-    handlers; anything unexpected becomes INTERNAL with a generic message and a logged traceback."""
-    name = method.__qualname__
-
-    def abort(err: Exception, context: grpc.ServicerContext) -> NoReturn:
-        if isinstance(err, grpc.RpcError):  # the call itself broke (the client cancelled): grpc knows
-            raise err
-        if isinstance(err, TenureError):
-            context.abort(*status_for(err))
-        log.error("%s failed", name, exc_info=err)
-        context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}")
-        raise AssertionError("unreachable: context.abort raises")
-
-    if inspect.isgeneratorfunction(method):
-        @functools.wraps(method)
-        def stream_wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            try:
-                yield from method(self, request, context)
-            except Exception as err:
-                abort(err, context)
-        return stream_wrapper
-
-    @functools.wraps(method)
-    def unary_wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return method(self, request, context)
-        except Exception as err:
-            abort(err, context)
-    return unary_wrapper
 
 
 def deadline_of(context: grpc.ServicerContext) -> float | None:
@@ -102,6 +70,17 @@ class Service:
         self._loaders: list[threading.Thread] = []
         self.calls: handlers.CallLimiter | None = None
         """Admission of calls by class (services.core.handlers), set by build_service."""
+        self.metrics_port: int | None = None
+        """The bound port of this process's /metrics endpoint once serve_metrics started it."""
+        self.tracing: Tracing | None = None
+        """OpenTelemetry tracing (settings.otlp_endpoint), set by build_service; flushed by stop."""
+
+    def serve_metrics(self, port: int | None = None) -> int:
+        """Start the process's Prometheus endpoint on settings.metrics_host and `port` (default
+        settings.metrics_port; 0 picks a free one); the bound port, also in self.metrics_port."""
+        self.metrics_port = metrics.serve(self.settings.metrics_port if port is None else port,
+                                          self.settings.metrics_host)
+        return self.metrics_port
 
     def _refresh_health(self) -> None:
         """Each gRPC service: SERVING when its engine is loaded and has something to serve (ModelInfer
@@ -169,14 +148,21 @@ class Service:
             thread.join(max(0.0, until - time.monotonic()))
         if any(thread.is_alive() for thread in self._loaders):
             log.warning("a model loader is still busy %.0fs after the server stopped", LOADER_JOIN_S)
+        if self.tracing is not None:  # the spans of the last calls reach the collector before the exit
+            self.tracing.shutdown()
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: what log collectors parse without configuration."""
+    """One JSON object per line: what log collectors parse without configuration. "t" is ISO-8601 UTC with
+    milliseconds ("2026-11-29T22:41:05.123Z"); a record's `fields` extra (the access log's) joins the object."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"t": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                 "msg": record.getMessage()}
+        t = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        entry: dict[str, Any] = {"t": t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z",
+                                 "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -187,12 +173,16 @@ def build_service(
     registrations: Sequence[tuple[Callable[[Any, grpc.Server], None], Any, str, Holder[Any]]],
     settings: ServiceSettings,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    tracing: Tracing | None = None,
 ) -> Service:
     """Create the server (not started) with health (NOT_SERVING) and reflection; port 0 picks one.
 
     registrations: (add_XServicer_to_server, servicer, full service name, the holder it serves from);
     the servicer is registered through services.core.handlers.register (the add function is not used).
     interceptors: run in this order, after the token check (settings.tokens_file) when there is one.
+    tracing: the server's tracing (services.core.tracing), when the caller needs it first (traced client
+    channels); else one named after the first registration when settings.otlp_endpoint is set. Its span
+    interceptor is the outermost.
     TLS when settings.tls_cert_file/tls_key_file are set (mutual TLS with tls_client_ca_file); a
     missing or unreadable file stops here with one SecurityConfigError.
     """
@@ -201,6 +191,9 @@ def build_service(
         credentials = security.server_credentials(settings.tls_cert_file, settings.tls_key_file,
                                                   settings.tls_client_ca_file)
     auth = security.server_interceptors(settings.tokens_file, settings.reflection_open)
+    if tracing is None and registrations:
+        tracing = start_tracing(settings, service_name(registrations[0][2]))
+    traced = [] if tracing is None else [tracing.server_interceptor({name: h for _, _, name, h in registrations})]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=handlers.server_threads(settings), thread_name_prefix="rpc"),
         options=[
@@ -212,7 +205,8 @@ def build_service(
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-        interceptors=[*auth, *interceptors],
+        # Errors to status, metrics and the access log (services.core.interceptor) see every call, denied too.
+        interceptors=[*traced, Interceptor(settings.access_log), *auth, *interceptors],
     )
     # Raw bytes in, decoded by handlers (INVALID_ARGUMENT when malformed), admitted by call class.
     calls = handlers.CallLimiter(settings.bulk_calls)
@@ -236,6 +230,7 @@ def build_service(
         raise OSError(f"cannot bind {address}")
     service = Service(server, port, health, {name: holder for _, _, name, holder in registrations}, settings)
     service.calls = calls
+    service.tracing = tracing
     return service
 
 
@@ -286,6 +281,7 @@ def _flush_and_exit(code: int) -> NoReturn:
             stream.flush()
         except Exception:  # noqa: S110
             pass
+    ACCESS.flush(1.0)  # the access-log lines of the last calls
     os._exit(code)
 
 
@@ -323,6 +319,8 @@ def _serve_one(make: Callable[[ServiceSettings, str], Service], settings: Servic
     except ConfigError as err:  # TLS files, tokens file: one line, exit 2 (like a bad setting)
         print(f"{banner}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    if parent_pid is None and settings.metrics_port:  # a worker's metrics are served by its parent
+        log.info("%s metrics on http://%s:%d/metrics", banner, settings.metrics_host, service.serve_metrics())
     serve_forever(service, banner, parent_pid)
     _flush_and_exit(0)
 
@@ -350,7 +348,15 @@ def run(make: Callable[[ServiceSettings, str], Service], settings: ServiceSettin
     _configure_logging()
     if address.endswith(":0"):
         raise SystemExit("--workers > 1 needs a fixed port: each worker binds the same one (SO_REUSEPORT)")
-    codes = Supervisor(make, settings, address, banner).run()
+    if settings.metrics_port:  # one endpoint for all workers, summing their files
+        path = metrics.multiprocess_dir()
+        port = metrics.serve(settings.metrics_port, settings.metrics_host)
+        log.info("%s metrics of %d workers on http://%s:%d/metrics (%s)", banner, settings.workers,
+                 settings.metrics_host, port, path)
+    try:
+        codes = Supervisor(make, settings, address, banner).run()
+    finally:
+        metrics.cleanup_multiprocess_dir()
     if any(codes):
         raise SystemExit(f"workers exited with {codes}")
 
@@ -410,6 +416,7 @@ class Supervisor:
             if proc.exitcode is None or i in self.restart_at or self.stopping is not None:
                 continue
             ran = now - self.started_at[i]
+            metrics.worker_exited(proc.pid)
             self.quick_deaths[i] = self.quick_deaths[i] + 1 if ran < CRASH_LOOP_RUN_S else 1
             if self.quick_deaths[i] >= CRASH_LOOP_DEATHS:
                 log.error("%s worker %d died %d times in a row, each within %.0fs of its start (last exit code %s); "

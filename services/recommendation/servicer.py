@@ -7,12 +7,12 @@ import uuid
 
 import grpc
 
+from services.core import metrics
 from services.core.runtime import Holder
-from services.core.server import grpc_errors
 from services.recommendation import convert
 from services.recommendation.engine import Recommender
 from tenure.errors import InvalidInput, TooLarge
-from tenure.feedback import MAX_EVENTS_PER_CALL, FeedbackStore, check_events
+from tenure.feedback import KIND_NAMES, MAX_EVENTS_PER_CALL, FeedbackStore, check_events
 from tenure.v1 import recommendation_pb2, recommendation_pb2_grpc
 
 
@@ -25,7 +25,6 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
         self.feedback = feedback
         self.exclude_days = exclude_days
 
-    @grpc_errors
     def Recommend(self, request: recommendation_pb2.RecommendRequest,
                   context: grpc.ServicerContext) -> recommendation_pb2.RecommendResponse:
         rec = self.holder.get()
@@ -37,7 +36,6 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
                                recent)
         return convert.response(ranked, rec.catalog, rec.model_version(), uuid.uuid4().hex)
 
-    @grpc_errors
     def RecommendForBasket(self, request: recommendation_pb2.RecommendForBasketRequest,
                            context: grpc.ServicerContext) -> recommendation_pb2.RecommendResponse:
         rec = self.holder.get()
@@ -45,7 +43,6 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
                                          request.customer_id, request.k, list(request.exclude_product_ids))
         return convert.response(ranked, rec.catalog, rec.model_version(), uuid.uuid4().hex)
 
-    @grpc_errors
     def RecordFeedback(self, request: recommendation_pb2.RecordFeedbackRequest,
                        context: grpc.ServicerContext) -> recommendation_pb2.RecordFeedbackResponse:
         n = len(request.events)
@@ -58,9 +55,9 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
         good, failures = check_events((convert.feedback_event(e) for e in request.events), now,
                                       products=rec.catalog.index, customers=rec.snapshot.index)
         recorded = self.feedback.record(good, now)
+        _count_feedback([e.kind for e in good] if recorded else [], [request.events[i].kind for i in failures])
         return convert.record_response(recorded, failures)
 
-    @grpc_errors
     def GetFeedbackReport(self, request: recommendation_pb2.FeedbackReportRequest,
                           context: grpc.ServicerContext) -> recommendation_pb2.FeedbackReport:
         for name, value in (("since", request.since), ("until", request.until)):
@@ -71,3 +68,14 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
         if since is not None and until is not None and until <= since:
             raise InvalidInput(f"until={until} is not after since={since}")
         return convert.feedback_report(self.feedback.report(since, until))
+
+
+def _count_feedback(recorded: list[int], refused: list[int]) -> None:
+    """tenure_feedback_events_total by type ("unknown" for a kind outside the contract) and outcome."""
+    for outcome, kinds in (("recorded", recorded), ("refused", refused)):
+        counts: dict[str, int] = {}
+        for kind in kinds:
+            name = KIND_NAMES.get(int(kind), "unknown")
+            counts[name] = counts.get(name, 0) + 1
+        for name, n in counts.items():
+            metrics.FEEDBACK.labels(name, outcome).inc(n)

@@ -56,7 +56,7 @@ class Scorer:
         if self.models:
             fused = FusedModels(list(self.models.values()), [self._cols[n] for n in self._fused_names],
                                 self.n_features, settings.ort_threads)
-            self._batcher = Batcher(fused.run, max_batch_rows=settings.max_batch_rows_per_run,
+            self._batcher = Batcher(fused.run, name="+".join(self._fused_names), max_batch_rows=settings.max_batch_rows_per_run,
                                     max_queue_delay_us=settings.max_queue_delay_us,
                                     max_queue_rows=settings.max_queue_rows)
 

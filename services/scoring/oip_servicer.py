@@ -9,7 +9,7 @@ import tenure
 from services.core.errors import status_for
 from services.core.models import ModelSet
 from services.core.runtime import Holder
-from services.core.server import deadline_of, grpc_errors
+from services.core.server import deadline_of
 from services.core.streaming import StreamSlots, ordered_map
 from services.scoring import oip_convert as convert
 from tenure.artifacts import safe_name
@@ -38,11 +38,9 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
             results = served.model.run_all(feeds)
         return convert.encode_response(request, served, results, chosen)
 
-    @grpc_errors
     def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
         return self._infer(request, context, deadline_of(context))
 
-    @grpc_errors
     def ModelStreamInfer(self, request_iterator: Iterator[pb.ModelInferRequest],
                          context: grpc.ServicerContext) -> Iterator[pb.ModelStreamInferResponse]:
         deadline = deadline_of(context)
@@ -63,7 +61,6 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
     def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.ServicerContext) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.holder.ready)  # at least one model loaded
 
-    @grpc_errors
     def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.ServicerContext) -> pb.ModelReadyResponse:
         safe_name(request.name, "model name")
         if request.version:
@@ -77,7 +74,6 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
                        context: grpc.ServicerContext) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name="tenure", version=tenure.__version__, extensions=[])
 
-    @grpc_errors
     def ModelMetadata(self, request: pb.ModelMetadataRequest,
                       context: grpc.ServicerContext) -> pb.ModelMetadataResponse:
         return convert.metadata(self.holder.get().get(request.name, request.version))

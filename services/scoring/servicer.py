@@ -8,7 +8,7 @@ import grpc
 from services.core.convert import model_versions, predictions_message, row_error
 from services.core.handlers import chunks
 from services.core.runtime import Holder
-from services.core.server import deadline_of, grpc_errors
+from services.core.server import deadline_of
 from services.core.streaming import StreamSlots, ordered_map
 from services.scoring import convert
 from services.scoring.engine import Scorer
@@ -27,7 +27,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         self.stream_window = stream_window
         self._version_cache: tuple[Scorer | None, list[common_pb2.ModelVersion]] = (None, [])
 
-    @grpc_errors
     def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.ServicerContext) -> scoring_pb2.ScoreResponse:
         scorer = self.holder.get()
         if len(request.customers) > scorer.max_rows:
@@ -53,7 +52,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             self._version_cache = (scorer, messages)
         return messages
 
-    @grpc_errors
     def StreamScore(self, request_iterator: Iterator[scoring_pb2.ScoreChunk],
                     context: grpc.ServicerContext) -> Iterator[scoring_pb2.ScoreChunkResult]:
         def one(chunk: scoring_pb2.ScoreChunk) -> scoring_pb2.ScoreChunkResult:
@@ -73,7 +71,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         with self.streams.hold():
             yield from ordered_map(request_iterator, one, self.stream_window, self.streams.idle_timeout_s)
 
-    @grpc_errors
     def Predict(self, request: scoring_pb2.PredictRequest, context: grpc.ServicerContext) -> scoring_pb2.PredictResponse:
         scorer = self.holder.get()
         pred = scorer.predictor
@@ -102,7 +99,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         return scoring_pb2.PredictResponse(results=results, models=model_versions(pred.versions()),
                                            snapshot_cutoff=pred.cutoff.isoformat(), missing_models=pred.missing)
 
-    @grpc_errors
     def GetModelInfo(self, request: scoring_pb2.GetModelInfoRequest,
                      context: grpc.ServicerContext) -> scoring_pb2.ModelInfo:
         scorer = self.holder.get()

@@ -6,6 +6,7 @@ import functools
 from services.core.runtime import Holder
 from services.core.server import Service, build_service, run
 from services.core.streaming import StreamSlots
+from services.core.tracing import service_name, start_tracing
 from services.segmentation.changes import SegmentLog
 from services.segmentation.engine import MODELS, Segmenter
 from services.segmentation.servicer import SegmentationServicer
@@ -20,8 +21,10 @@ def make_service(settings: ServiceSettings, address: str) -> Service:
     holder: Holder[Segmenter] = Holder(settings.models_dir, MODELS,
                                        functools.partial(Segmenter.load, settings=settings, log=log),
                                        describe=Segmenter.describe)
-    servicer = SegmentationServicer(holder, settings, log, StreamSlots(settings.max_streams))
-    return build_service(address, [(segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server, servicer, SERVICE_NAME, holder)], settings)
+    tracing = start_tracing(settings, service_name(SERVICE_NAME))  # None unless settings.otlp_endpoint
+    servicer = SegmentationServicer(holder, settings, log, StreamSlots(settings.max_streams), tracing)
+    return build_service(address, [(segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server, servicer,
+                                    SERVICE_NAME, holder)], settings, tracing=tracing)
 
 
 def main(settings: ServiceSettings | None = None, port: int | None = None) -> None:

@@ -17,10 +17,12 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from services.core import metrics
 from tenure import sqlite
 
 RFM, LIFECYCLE, CLUSTER, GRID = 1, 2, 3, 4
 """Segment families, as in the contract's SegmentFamily enum."""
+FAMILY_NAMES = {RFM: "rfm", LIFECYCLE: "lifecycle", CLUSTER: "cluster", GRID: "grid"}
 MAX_SEQUENCE = 2**63 - 1
 """Sequence numbers are SQLite integers (signed 64-bit): no move is ever numbered above this."""
 
@@ -93,6 +95,9 @@ class SegmentLog:
             db.execute("DELETE FROM assignments")
             db.executemany("INSERT INTO assignments VALUES (?, ?, ?)",
                            zip(new["customer_id"], new["family"].astype(int), new["segment"]))
+        metrics.RESCORINGS.inc()
+        for family, count in moved["family"].value_counts().items():
+            metrics.SEGMENT_MOVES.labels(FAMILY_NAMES.get(int(family), str(family))).inc(int(count))
         with self._changed:
             self._changed.notify_all()
         return self.rescoring(rid)

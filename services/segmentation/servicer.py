@@ -10,8 +10,8 @@ import numpy as np
 from services.core.convert import model_versions, predictions_message
 from services.core.runtime import Holder
 from services.core.security import client_channel
-from services.core.server import grpc_errors
 from services.core.streaming import StreamSlots
+from services.core.tracing import Tracing
 from services.segmentation import convert
 from services.segmentation.audience import Audiences
 from services.segmentation.changes import MAX_SEQUENCE, SegmentLog
@@ -32,7 +32,7 @@ KEY_FEATURES = ("recency_days", "tenure_days", "orders_total", "orders_365d", "s
 
 class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     def __init__(self, holder: Holder[Segmenter], settings: ServiceSettings, log: SegmentLog,
-                 streams: StreamSlots) -> None:
+                 streams: StreamSlots, tracing: Tracing | None = None) -> None:
         self.holder = holder
         self.settings = settings
         self.log = log
@@ -43,7 +43,9 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         target = settings.recommendation_target or f"{settings.host}:{settings.recommendation_port}"
         # As any Tenure client: TLS / client certificate / token from TENURE_TLS_CA_FILE,
         # TENURE_TLS_CLIENT_CERT_FILE/KEY_FILE, TENURE_TLS_SERVER_NAME, TENURE_TOKEN_FILE (security.client_channel).
-        self._recommend = recommendation_pb2_grpc.RecommendationServiceStub(client_channel(target))
+        # Traced (settings.otlp_endpoint): the recommendation service's span is a child of the 360 view's.
+        channel = client_channel(target) if tracing is None else tracing.channel(client_channel(target))
+        self._recommend = recommendation_pb2_grpc.RecommendationServiceStub(channel)
 
     def audiences(self) -> Audiences:
         """Audience fields of the loaded re-scoring (built once per loaded version)."""
@@ -53,7 +55,6 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
                 self._audiences = (seg, Audiences(seg))
             return self._audiences[1]
 
-    @grpc_errors
     def GetSegments(self, request: pb.GetSegmentsRequest, context: grpc.ServicerContext) -> pb.GetSegmentsResponse:
         seg = self.holder.get()
         ids = list(request.customer_ids)
@@ -61,11 +62,9 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             raise TooLarge(f"{len(ids)} customer ids in one call; at most {MAX_IDS}")
         return convert.segments_response(seg, ids, seg.segments(ids))
 
-    @grpc_errors
     def DescribeSegments(self, request: pb.DescribeSegmentsRequest, context: grpc.ServicerContext) -> pb.SegmentCatalog:
         return convert.catalog(self.holder.get())
 
-    @grpc_errors
     def StreamSegmentChanges(self, request: pb.SegmentChangesRequest,
                              context: grpc.ServicerContext) -> Iterator[pb.SegmentChange]:
         families = {int(f) for f in request.families}
@@ -81,7 +80,6 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             for move in self.log.follow(request.after_sequence, families, request.follow, context.is_active):
                 yield convert.change_message(move)
 
-    @grpc_errors
     def ExportAudience(self, request: pb.AudienceQuery, context: grpc.ServicerContext) -> Iterator[pb.AudienceExportItem]:
         aud = self.audiences()
         sel = aud.select(request, context.is_active)  # stops between conditions once the caller is gone
@@ -101,7 +99,6 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
                     purchase_30d=float(t.purchase[row, 1]) if has_purchase_30d else None,
                     rfm_segment=str(seg.segment[row]), lifecycle=str(stages[row])))
 
-    @grpc_errors
     def ProfileGroup(self, request: pb.ProfileRequest, context: grpc.ServicerContext) -> pb.ProfileReport:
         seg = self.holder.get()
         kind = request.WhichOneof("group")
@@ -127,7 +124,6 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
                        top=request.top or None)
         return convert.profile_report(rows, int(mask.sum()), len(mask))
 
-    @grpc_errors
     def StreamLookalikeAudience(self, request: pb.LookalikeAudienceRequest,
                                 context: grpc.ServicerContext) -> Iterator[pb.AudienceMember]:
         seg = self.holder.get()
@@ -137,17 +133,14 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             for cid, score, rank in seg.audience(request.size, request.include_seed, request.min_score, request.model):
                 yield convert.member(cid, score, rank, model)
 
-    @grpc_errors
     def StartLookalikeJob(self, request: pb.LookalikeJobRequest, context: grpc.ServicerContext) -> pb.Job:
         return convert.job_message(self.jobs.start(request.name, list(request.seed_customer_ids)))
 
-    @grpc_errors
     def WatchJob(self, request: pb.WatchJobRequest, context: grpc.ServicerContext) -> Iterator[pb.Job]:
         with self.streams.hold():
             for job in self.jobs.watch(request.job_id, context.is_active):
                 yield convert.job_message(job)
 
-    @grpc_errors
     def GetCustomer360(self, request: pb.Customer360Request, context: grpc.ServicerContext) -> pb.Customer360:
         seg = self.holder.get()
         k = request.recommendations or 5

@@ -5,8 +5,9 @@ import grpc
 import pytest
 
 from services.core.errors import MAX_MESSAGE_CHARS, STATUS, status_for
-from services.core.server import grpc_errors
+from services.core.interceptor import Interceptor
 from tenure import errors as E
+from tenure.client import TenureRpcError
 from tenure.v1 import scoring_pb2, scoring_pb2_grpc
 
 
@@ -14,9 +15,9 @@ def test_every_domain_error_has_a_status() -> None:
     def subclasses(cls: type) -> set[type]:
         return {c for s in cls.__subclasses__() for c in {s} | subclasses(s)}
     # Mapped by their own class or an ancestor (status_for walks the MRO); a ConfigError stops the process
-    # at start and never reaches a call.
+    # at start and never reaches a call; TenureRpcError is what clients raise for a call that failed.
     unmapped = [c for c in subclasses(E.TenureError)
-                if not issubclass(c, E.ConfigError) and not any(m in STATUS for m in c.__mro__)]
+                if not issubclass(c, (E.ConfigError, TenureRpcError)) and not any(m in STATUS for m in c.__mro__)]
     assert unmapped == []
     assert status_for(E.UnknownCustomer("x"))[0] == grpc.StatusCode.NOT_FOUND
     assert status_for(E.InvalidInput("x"))[0] == grpc.StatusCode.INVALID_ARGUMENT
@@ -29,11 +30,9 @@ def test_messages_are_capped() -> None:
 
 
 class Buggy(scoring_pb2_grpc.ScoringServiceServicer):
-    @grpc_errors
     def Score(self, request, context):  # type: ignore[no-untyped-def]
         raise KeyError("secret internal detail")
 
-    @grpc_errors
     def StreamScore(self, request_iterator, context):  # type: ignore[no-untyped-def]
         for chunk in request_iterator:
             if chunk.chunk_id == 1:
@@ -44,7 +43,7 @@ class Buggy(scoring_pb2_grpc.ScoringServiceServicer):
 def test_unexpected_errors_become_internal_and_domain_errors_keep_their_code() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    server = grpc.server(ThreadPoolExecutor(max_workers=2), interceptors=[Interceptor("off")])
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(Buggy(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
