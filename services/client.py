@@ -1,7 +1,8 @@
-"""Client helpers for batch jobs: stream a Parquet file of customers through StreamScore, resumably.
+"""Client helpers for batch jobs: stream a Parquet file of customers through StreamScore, resumably, with
+tenure.client.ScoringClient (TLS and token from the TENURE_* environment, the retry policy).
 
-Also the channel every client Tenure ships opens (`open_channel`): TLS and token from the environment
-(services.core.security.client_channel) plus a retry policy (RETRY_SERVICE_CONFIG) for idempotent calls.
+open_channel, RETRY_SERVICE_CONFIG, RETRY_OPTIONS and MESSAGE_OPTIONS live in tenure.client.channel and are
+re-exported here.
 """
 from __future__ import annotations
 
@@ -11,57 +12,20 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable
 
-import grpc
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from tenure.client import NO_DEADLINE, ScoringClient, TenureRpcError
+from tenure.client.channel import MESSAGE_OPTIONS as MESSAGE_OPTIONS
+from tenure.client.channel import RETRY_OPTIONS as RETRY_OPTIONS
+from tenure.client.channel import RETRY_SERVICE_CONFIG as RETRY_SERVICE_CONFIG
+from tenure.client.channel import open_channel as open_channel
+from tenure.client.core import chunk_columns, chunk_plan, score_chunks
 from tenure.errors import ModelUnavailable
-from tenure.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
-
-STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
-
-_IDEMPOTENT: list[dict[str, str]] = [
-    {"service": "tenure.v1.ScoringService"},
-    {"service": "inference.GRPCInferenceService"},
-    {"service": "grpc.health.v1.Health"},
-    *({"service": "tenure.v1.RecommendationService", "method": m}
-      for m in ("Recommend", "RecommendForBasket", "GetFeedbackReport")),
-    *({"service": "tenure.v1.SegmentationService", "method": m}
-      for m in ("GetSegments", "DescribeSegments", "StreamSegmentChanges", "ExportAudience", "ProfileGroup",
-                "StreamLookalikeAudience", "WatchJob", "GetCustomer360")),
-]
-RETRY_SERVICE_CONFIG = json.dumps({
-    "methodConfig": [{
-        "name": _IDEMPOTENT,
-        "retryPolicy": {
-            "maxAttempts": 5,
-            "initialBackoff": "0.1s",
-            "maxBackoff": "2s",
-            "backoffMultiplier": 2,
-            "retryableStatusCodes": ["UNAVAILABLE"],
-        },
-    }],
-})
-"""gRPC service config of Tenure's clients: a call that ends UNAVAILABLE (the worker it reached died or
-shut down, the connection broke before an answer) is tried again, up to 5 attempts with exponential
-backoff; with several workers (or replicas) the retry reaches one that serves. Only idempotent
-methods: RecordFeedback (appends events) and StartLookalikeJob (starts a job) are never retried.
-A stream is retried only until its first answer arrives (gRPC's rule)."""
-RETRY_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.enable_retries", 1), ("grpc.service_config", RETRY_SERVICE_CONFIG))
-"""Channel options carrying RETRY_SERVICE_CONFIG."""
-MESSAGE_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.max_receive_message_length", 64 << 20),
-                                                ("grpc.max_send_message_length", 64 << 20))
-
-
-def open_channel(target: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
-    """A channel to a Tenure service with the retry policy (and TLS / token from the TENURE_* environment)."""
-    from services.core.security import client_channel
-
-    return client_channel(target, options=[*RETRY_OPTIONS, *options])
 
 
 class ScoreFileInterrupted(ModelUnavailable):
@@ -111,16 +75,6 @@ def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1), encoding="utf-8"))
-
-
-def _chunks(ids: list[str], X: np.ndarray | None, plan: list[tuple[int, int]]) -> Iterator[scoring_pb2.ScoreChunk]:
-    for number, (start, stop) in enumerate(plan):
-        chunk = scoring_pb2.ScoreChunk(chunk_id=number, customer_ids=ids[start:stop])
-        if X is not None:
-            block = np.ascontiguousarray(X[start:stop], dtype="<f4")
-            chunk.features.CopyFrom(common_pb2.FeatureMatrix(rows=len(block), cols=block.shape[1],
-                                                             float32_le=block.tobytes()))
-        yield chunk
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -219,11 +173,9 @@ def score_file(target: str, input_path: Path, output_path: Path, *, id_column: s
         try:
             sent_chunks = _score_parts(target, table, ids, parts, todo, chunk_rows, part_rows, progress,
                                        timeout_s, say)
-        except grpc.RpcError as err:
-            code = err.code().name if isinstance(err, grpc.Call) else "UNKNOWN"
-            details = err.details() if isinstance(err, grpc.Call) else str(err)
+        except TenureRpcError as err:
             raise ScoreFileInterrupted(
-                f"{code}: {_one_line(details or '')} (the scoring service at {target}); {len(parts.done)} of "
+                f"{err.code.name}: {_one_line(err.details)} (the scoring service at {target}); {len(parts.done)} of "
                 f"{n_parts} parts are saved in {parts.dir.name}/: run the same command again to resume") from None
     failed = _join_parts(parts, n_parts, Path(output_path))
     return ScoreFileReport(len(ids), failed, bool(parts.meta.get("inline")), sent_chunks, n_parts, resumed)
@@ -233,9 +185,9 @@ def _score_parts(target: str, table: pa.Table, ids: list[str], parts: _Parts, to
                  part_rows: int, progress: bool, timeout_s: float | None, say: Callable[[str], None]) -> int:
     """Stream the chunks of the parts in `todo` through one StreamScore call, saving each part once its
     last chunk is answered. Returns the chunks sent."""
-    with open_channel(target, MESSAGE_OPTIONS) as channel:
-        stub = scoring_pb2_grpc.ScoringServiceStub(channel)
-        info = stub.GetModelInfo(scoring_pb2.GetModelInfoRequest(), timeout=30)
+    bulk = NO_DEADLINE if timeout_s is None else timeout_s
+    with ScoringClient.from_env(target, timeout=30, bulk_timeout=bulk) as client:
+        info = client.model_info()
         versions = sorted(f"{m.name}/{m.version}" for m in info.models)
         if parts.done and parts.meta.get("models") not in (None, versions):
             say(f"score-file: starting over: the service now serves other model versions ({', '.join(versions)}) "
@@ -253,26 +205,22 @@ def _score_parts(target: str, table: pa.Table, ids: list[str], parts: _Parts, to
         owner: list[int] = []
         for k in todo:
             begin, end = k * part_rows, min((k + 1) * part_rows, len(ids))
-            for start in range(begin, end, step):
-                plan.append((start, min(start + step, end)))
+            for span in chunk_plan(begin, end, step):
+                plan.append(span)
                 owner.append(k)
         rows_left = {k: min((k + 1) * part_rows, len(ids)) - k * part_rows for k in todo}
         churn = {k: np.empty(n, np.float32) for k, n in rows_left.items()}
         look = {k: np.empty(n, np.float32) for k, n in rows_left.items()}
         errors: dict[int, list[str | None]] = {k: [None] * n for k, n in rows_left.items()}
         bar = tqdm(total=sum(rows_left.values()), unit="rows", disable=not progress, desc="scoring")
-        for result in stub.StreamScore(_chunks(ids, X, plan), timeout=timeout_s):
+        for result in client.stream_score(score_chunks(ids, X, plan)):
             k = owner[result.chunk_id]
             start, stop = plan[result.chunk_id]
             n = len(result.customer_ids)
             if n != stop - start:
                 raise RuntimeError(f"chunk {result.chunk_id}: {n} results for {stop - start} rows")
             at = start - k * part_rows
-            churn[k][at:at + n] = np.frombuffer(result.churn_probability, "<f4")
-            look[k][at:at + n] = np.frombuffer(result.lookalike_score, "<f4")
-            for failure in result.failures:
-                errors[k][at + failure.row] = f"{STATUS_NAMES.get(failure.error.code, failure.error.code)}: " \
-                                              f"{failure.error.message}"
+            churn[k][at:at + n], look[k][at:at + n], errors[k][at:at + n] = chunk_columns(result)
             bar.update(n)
             rows_left[k] -= n
             if rows_left[k] == 0:

@@ -1,4 +1,5 @@
-"""The demo client: asks the three running services about example customers and prints the answers."""
+"""The demo client: asks the three running services about example customers and prints the answers, through
+tenure.client (TLS / token from the TENURE_* environment, deadlines, the retry policy)."""
 from __future__ import annotations
 
 import subprocess
@@ -6,22 +7,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.client import open_channel
-from services.core.security import client_channel
+from tenure.client import BaseClient, RecommendationClient, ScoringClient, SegmentationClient, where
 from tenure.store import FeatureSnapshot
-from tenure.v1 import (
-    common_pb2,
-    recommendation_pb2,
-    recommendation_pb2_grpc,
-    scoring_pb2,
-    scoring_pb2_grpc,
-    segmentation_pb2,
-    segmentation_pb2_grpc,
-)
+from tenure.v1 import recommendation_pb2, segmentation_pb2
 
 BANDS = {0: "-", 1: "low", 2: "medium", 3: "high"}
 STAGES = {v.number: v.name.removeprefix("LIFECYCLE_STAGE_").lower()
@@ -32,22 +22,13 @@ SOURCES = {v.number: v.name.removeprefix("CANDIDATE_SOURCE_").lower().replace("_
 
 def wait_serving(target: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Block until the server's overall health is SERVING (models loaded and warm)."""
-    deadline = time.monotonic() + timeout_s
-    last = "no answer yet"
-    with client_channel(target) as channel:  # TLS / token from TENURE_TLS_CA_FILE, ... (security.client_channel)
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"the service at {target} exited with {proc.returncode}")
-            try:
-                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-            except grpc.RpcError as err:  # e.g. UNAVAILABLE while starting, or a TLS handshake that fails
-                last = f"{err.code().name}: {str(err.details())[:200]}"
-            time.sleep(0.2)
-    raise TimeoutError(f"{target} not SERVING after {timeout_s:.0f}s (last: {last})")
+
+    def check() -> None:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the service at {target} exited with {proc.returncode}")
+
+    with BaseClient.from_env(target) as client:  # TLS / token from TENURE_TLS_CA_FILE, ... (tenure.client.channel)
+        client.wait_until_serving(timeout_s, check)
 
 
 def example_customers(models: Path) -> list[tuple[str, str]]:
@@ -104,31 +85,29 @@ def show_customer(view: segmentation_pb2.Customer360, why: str) -> None:
               f"({SOURCES[item.source]})")
 
 
-def show_feedback(rec_stub: recommendation_pb2_grpc.RecommendationServiceStub, cid: str) -> None:
+def show_feedback(rec: RecommendationClient, cid: str) -> None:
     """The customer is shown 5 recommendations, clicks the second and buys it: recorded, reported,
     and the next Recommend leaves out what was shown but not clicked."""
-    shown = rec_stub.Recommend(recommendation_pb2.RecommendRequest(customer_id=cid, k=5), timeout=10)
-    events = [recommendation_pb2.FeedbackEvent(customer_id=cid, product_id=i.product.product_id,
-                                               kind=recommendation_pb2.FEEDBACK_KIND_IMPRESSION, position=i.rank,
-                                               request_id=shown.request_id) for i in shown.items]
+    shown = rec.recommend(cid, k=5)
+    events = [{"customer_id": cid, "product_id": i.product.product_id, "kind": "impression", "position": i.rank,
+               "request_id": shown.request_id} for i in shown.items]
     if len(shown.items) > 1:
         clicked = shown.items[1]
-        events += [recommendation_pb2.FeedbackEvent(customer_id=cid, product_id=clicked.product.product_id, kind=kind,
-                                                    position=clicked.rank, request_id=shown.request_id)
-                   for kind in (recommendation_pb2.FEEDBACK_KIND_CLICK, recommendation_pb2.FEEDBACK_KIND_PURCHASE)]
-    ack = rec_stub.RecordFeedback(recommendation_pb2.RecordFeedbackRequest(events=events), timeout=10)
-    report = rec_stub.GetFeedbackReport(recommendation_pb2.FeedbackReportRequest(), timeout=10)
+        events += [{"customer_id": cid, "product_id": clicked.product.product_id, "kind": kind,
+                    "position": clicked.rank, "request_id": shown.request_id} for kind in ("click", "purchase")]
+    ack = rec.record_feedback(events)
+    report = rec.feedback_report()
     print(f"\n=== Feedback: {ack.recorded} events recorded for {cid}; click-through by position (all recorded) ===")
     for p in report.positions:
         print(f"  position {p.position}: {p.impressions} shown, CTR {p.click_through_rate:.0%}, "
               f"conversion {p.conversion_rate:.0%}")
-    again = rec_stub.Recommend(recommendation_pb2.RecommendRequest(customer_id=cid, k=5), timeout=10)
+    again = rec.recommend(cid, k=5)
     print(f"  next Recommend leaves out {again.excluded_recently_shown} shown-but-not-clicked products: "
           + ", ".join(i.product.name for i in again.items))
 
 
-def show_segments(seg_stub: segmentation_pb2_grpc.SegmentationServiceStub) -> None:
-    cat = seg_stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10)
+def show_segments(seg: SegmentationClient) -> None:
+    cat = seg.describe_segments()
     print(f"\n=== Segments of {cat.customers:,} customers (re-scoring {cat.rescoring.id}, snapshot "
           f"{cat.rescoring.snapshot_cutoff[:10]}) ===")
     print("RFM: " + ", ".join(f"{c.segment} {c.share:.0%}" for c in cat.rfm_segments))
@@ -139,44 +118,38 @@ def show_segments(seg_stub: segmentation_pb2_grpc.SegmentationServiceStub) -> No
     print("churn x purchase grid: " + ", ".join(f"{c.segment} {c.share:.0%}" for c in cat.grid_cells[:6]) + ", ...")
 
 
-def show_audience(seg_stub: segmentation_pb2_grpc.SegmentationServiceStub) -> list[str]:
-    op = segmentation_pb2
-    conditions = [op.Condition(field="churn", op=op.CONDITION_OP_GE, value=0.6),
-                  op.Condition(field="clv", op=op.CONDITION_OP_TOP_PERCENT, value=25),
-                  op.Condition(field="rfm_segment", op=op.CONDITION_OP_IN, values=["At Risk", "Can't Lose Them"])]
-    query = op.AudienceQuery(conditions=conditions, order_by="clv_predicted", limit=3)
+def show_audience(seg: SegmentationClient) -> list[str]:
+    conditions = [where("churn", ">=", 0.6), where("clv", "top%", 25),
+                  where("rfm_segment", "in", ["At Risk", "Can't Lose Them"])]
     print("\n=== Audience: churn >= 0.6 AND clv in the top 25% AND segment in {At Risk, Can't Lose Them},"
           " by predicted CLV ===")
-    items = list(seg_stub.ExportAudience(query, timeout=30))
-    header, page = items[0].header, [i.member for i in items[1:]]
-    print(f"{header.count:,} of {header.base:,} customers; first page:")
-    for m in page:
+    page = seg.export_audience(*conditions, order_by="clv_predicted", limit=3, timeout=30)
+    print(f"{page.attrs['count']:,} of {page.attrs['base']:,} customers; first page:")
+    for m in page.itertuples():
         print(f"  {m.position}. {m.customer_id} churn {m.churn:.2f}, predicted CLV {_money(m.clv_predicted)}, "
               f"{m.rfm_segment}, {m.lifecycle}")
-    if page:
-        query.cursor, query.limit = page[-1].cursor, 2
-        rest = [i.member for i in seg_stub.ExportAudience(query, timeout=30)][1:]
-        print("  resumed from the cursor: " + ", ".join(f"{m.position}. {m.customer_id}" for m in rest))
-    report = seg_stub.ProfileGroup(op.ProfileRequest(audience=op.AudienceQuery(conditions=conditions), top=5),
+    if len(page):
+        rest = seg.export_audience(*conditions, order_by="clv_predicted", limit=2, cursor=page.cursor.iloc[-1],
                                    timeout=30)
-    print(f"profile of the audience ({report.group_size:,} customers) against the base, most distinctive first:")
-    for f in report.features:
-        index = f"index {f.index:.0f}" if f.HasField("index") else "index -"
+        print("  resumed from the cursor: " + ", ".join(f"{m.position}. {m.customer_id}" for m in rest.itertuples()))
+    report = seg.profile_group(conditions=conditions, top=5, timeout=30)
+    print(f"profile of the audience ({report.attrs['group_size']:,} customers) against the base, most distinctive "
+          "first:")
+    for f in report.itertuples():
+        index = "index -" if np.isnan(f.index) else f"index {f.index:.0f}"
         print(f"  {f.feature}: {f.group_value:,.2f} vs {f.base_value:,.2f} ({index})")
-    everyone = [i.member.customer_id for i in seg_stub.ExportAudience(op.AudienceQuery(conditions=conditions),
-                                                                      timeout=30)][1:]
+    everyone = seg.export_audience(*conditions, timeout=30).customer_id
     return [m for m in everyone if m]
 
 
-def show_lookalike_job(seg_stub: segmentation_pb2_grpc.SegmentationServiceStub, seed: list[str]) -> None:
+def show_lookalike_job(seg: SegmentationClient, seed: list[str]) -> None:
     if len(seed) < 20:
         print(f"\n(lookalike job skipped: the audience has {len(seed)} members, a seed needs 20)")
         return
     print(f"\n=== Lookalike job: customers like these {len(seed)} ===")
-    job = seg_stub.StartLookalikeJob(segmentation_pb2.LookalikeJobRequest(name="demo", seed_customer_ids=seed),
-                                     timeout=30)
+    job = seg.start_lookalike_job("demo", seed, timeout=30)
     last = job
-    for update in seg_stub.WatchJob(segmentation_pb2.WatchJobRequest(job_id=job.job_id), timeout=300):
+    for update in seg.watch_job(job.job_id, timeout=300):
         if update.progress - last.progress >= 0.25 or update.state != last.state:
             print(f"  {update.progress:4.0%} {update.message}")
         last = update
@@ -184,45 +157,37 @@ def show_lookalike_job(seg_stub: segmentation_pb2_grpc.SegmentationServiceStub, 
         print(f"  job failed: {last.message}")
         return
     print(f"  holdout AUC {last.metrics['auc']:.3f} (centroid baseline {last.metrics['baseline_centroid_cosine_auc']:.3f})")
-    members = list(seg_stub.StreamLookalikeAudience(segmentation_pb2.LookalikeAudienceRequest(size=5, model="demo"),
-                                                    timeout=30))
-    print("  top 5 lookalikes: " + ", ".join(f"{m.customer_id} {m.score:.2f}" for m in members))
+    members = seg.lookalike_audience(5, model="demo", timeout=30)
+    print("  top 5 lookalikes: " + ", ".join(f"{m.customer_id} {m.score:.2f}" for m in members.itertuples()))
 
 
 def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path) -> None:
     examples = example_customers(models)
-    with open_channel(scoring) as sc, open_channel(recommendation) as rc, \
-            open_channel(segmentation) as gc:  # with the retry policy of services.client (RETRY_SERVICE_CONFIG)
-        score_stub = scoring_pb2_grpc.ScoringServiceStub(sc)
-        rec_stub = recommendation_pb2_grpc.RecommendationServiceStub(rc)
-        seg_stub = segmentation_pb2_grpc.SegmentationServiceStub(gc)
-
+    # TLS / token from the TENURE_* environment; deadlines and the retry policy of tenure.client
+    with ScoringClient.from_env(scoring) as score_client, RecommendationClient.from_env(recommendation) as rec, \
+            SegmentationClient.from_env(segmentation) as seg:
         ids = [cid for cid, _ in examples]
-        scores = score_stub.Score(scoring_pb2.ScoreRequest(
-            customers=[common_pb2.CustomerRef(customer_id=c) for c in ids]), timeout=10)
+        scores = score_client.score(ids)
         print("\n=== Tenure demo: answers from the running services ===")
         print("Score (the fast path): " + ", ".join(
-            f"{r.customer_id} churn {r.scores.churn_probability:.2f}" for r in scores.results))
+            f"{r.customer_id} churn {r.churn_probability:.2f}" for r in scores.itertuples()))
         for cid, why in examples:
-            show_customer(seg_stub.GetCustomer360(segmentation_pb2.Customer360Request(customer_id=cid,
-                                                                                      recommendations=5),
-                                                  timeout=30), why)
-        view = seg_stub.GetCustomer360(segmentation_pb2.Customer360Request(customer_id=ids[0]), timeout=30)
+            show_customer(seg.customer_360(cid, recommendations=5, timeout=30), why)
+        view = seg.customer_360(ids[0], timeout=30)
         print("models: " + ", ".join(f"{m.name}@{m.version}" for m in view.models))
 
-        first = rec_stub.Recommend(recommendation_pb2.RecommendRequest(customer_id=ids[0], k=2), timeout=10)
-        basket = [recommendation_pb2.BasketItem(product_id=i.product.product_id, quantity=1) for i in first.items]
+        first = rec.recommend(ids[0], k=2)
+        basket = [i.product.product_id for i in first.items]
         print("\nCheckout basket (guest): " + "; ".join(f"{i.product.name} [{i.product.category}]" for i in first.items))
-        suggestions = rec_stub.RecommendForBasket(recommendation_pb2.RecommendForBasketRequest(items=basket, k=5),
-                                                  timeout=10)
+        suggestions = rec.recommend_for_basket(basket, k=5)
         for item in suggestions.items:
             print(f"    {item.rank}. {item.product.name} [{item.product.category}] p={item.score:.3f} "
                   f"({SOURCES[item.source]})")
 
-        show_feedback(rec_stub, ids[0])
-        show_segments(seg_stub)
-        seed = show_audience(seg_stub)
-        show_lookalike_job(seg_stub, seed[:200])
+        show_feedback(rec, ids[0])
+        show_segments(seg)
+        seed = show_audience(seg)
+        show_lookalike_job(seg, seed[:200])
         print()
 
 
@@ -230,23 +195,20 @@ def show_changes(segmentation: str, refresh: Callable[[], object], timeout_s: fl
     """Refreshes the features (`refresh`), waits for the segmentation service to re-score the base
     with them, then shows who moved. Where the log stands is read before the refresh: the moves are
     recorded while the service re-scores, before it reports the new re-scoring."""
-    with open_channel(segmentation) as gc:
-        stub = segmentation_pb2_grpc.SegmentationServiceStub(gc)
-        before = stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10).rescoring
-        last = max((m.sequence for m in stub.StreamSegmentChanges(segmentation_pb2.SegmentChangesRequest(),
-                                                                   timeout=60)), default=0)
+    with SegmentationClient.from_env(segmentation) as seg:
+        before = seg.describe_segments().rescoring
+        last = max((m.sequence for m in seg.segment_changes(timeout=60)), default=0)
         refresh()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            now = stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10).rescoring
+            now = seg.describe_segments().rescoring
             if now.id != before.id:
                 break
             time.sleep(0.5)
         else:
             print(f"(no re-scoring within {timeout_s:.0f}s)")
             return
-        moves = list(stub.StreamSegmentChanges(segmentation_pb2.SegmentChangesRequest(after_sequence=last),
-                                               timeout=60))
+        moves = list(seg.segment_changes(last, timeout=60))
         print(f"\n=== Re-scoring {now.id} (snapshot {now.snapshot_cutoff[:10]}): {len(moves):,} segment moves ===")
         families = {v.number: v.name.removeprefix("SEGMENT_FAMILY_").lower()
                     for v in segmentation_pb2.SegmentFamily.DESCRIPTOR.values}

@@ -17,8 +17,8 @@ Tokens file (JSON)::
 allow entries: "*" (everything), "<package.Service>/*" (every method of a service),
 "<package.Service>/<Method>" (one method).
 
-Client side (client_channel): every client Tenure ships (the CLI, the demo, the segmentation
-service's calls to the recommendation service) reads the same environment variables:
+Client side (tenure.client.channel, re-exported here: client_channel): every client Tenure ships (the CLI,
+the demo, the segmentation service's calls to the recommendation service) reads the same environment variables:
 TENURE_TLS_CA_FILE (CA that signed the server's certificate: TLS), TENURE_TLS_CLIENT_CERT_FILE +
 TENURE_TLS_CLIENT_KEY_FILE (mutual TLS), TENURE_TLS_SERVER_NAME (name to verify instead of the
 target's host), TENURE_TOKEN_FILE (file holding the bearer token to send).
@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -37,12 +36,18 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable
 
 import grpc
 
-from tenure.errors import ConfigError, TenureError
+# The client side (channels, TLS and token options) lives in tenure.client.channel, part of the base install;
+# re-exported here for the servers and older imports.
+from tenure.client.channel import ClientSettings as ClientSettings
+from tenure.client.channel import SecurityConfigError as SecurityConfigError
+from tenure.client.channel import client_channel as client_channel
+from tenure.client.channel import is_loopback as is_loopback
+from tenure.client.channel import read_file as _read
+from tenure.client.channel import read_token as read_token
 
 log = logging.getLogger(__name__)
 
@@ -53,136 +58,6 @@ MIN_TOKEN_CHARS = 16
 _ALLOW = re.compile(r"^(\*|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+/(\*|[A-Za-z_][A-Za-z0-9_]*))$")
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 GENERATE_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-
-
-class SecurityConfigError(ConfigError, TenureError):
-    """TLS files, a token file or the tokens file are missing, unreadable or malformed: the server (or
-    client) does not start. A ConfigError like any bad setting, and a TenureError so that the CLI
-    prints it as one line."""
-
-
-# ---------------------------------------------------------------------------------------------- client
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """How a Tenure client reaches a Tenure service; each field from TENURE_<FIELD> unless given."""
-
-    tls_ca_file: str = ""
-    tls_client_cert_file: str = ""
-    tls_client_key_file: str = ""
-    tls_server_name: str = ""
-    token_file: str = ""
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str | None) -> "ClientSettings":
-        env = os.environ if environ is None else environ
-        values = {name: env.get(f"TENURE_{name.upper()}", "") for name in cls.__dataclass_fields__}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise SecurityConfigError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
-
-
-def read_token(path: str) -> str:
-    token = _read(path, "token file").decode("utf-8", errors="replace").strip()
-    if not token:
-        raise SecurityConfigError(f"the token file {path} is empty; it should hold the bearer token on one line")
-    return token
-
-
-class _Details(collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials",
-                                                   "wait_for_ready", "compression")), grpc.ClientCallDetails):
-    pass
-
-
-class _BearerInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-                         grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
-    """Adds the bearer token to every call of a plaintext channel (call credentials need TLS)."""
-
-    def __init__(self, token: str) -> None:
-        self._header = ("authorization", f"Bearer {token}")
-
-    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        metadata = [*(details.metadata or ()), self._header]
-        return _Details(details.method, details.timeout, metadata, details.credentials,
-                        getattr(details, "wait_for_ready", None), getattr(details, "compression", None))
-
-    def intercept_unary_unary(self, continuation: Callable[..., Any], details: grpc.ClientCallDetails,
-                              request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Callable[..., Any], details: grpc.ClientCallDetails,
-                               request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation: Callable[..., Any], details: grpc.ClientCallDetails,
-                               request_iterator: Any) -> Any:
-        return continuation(self._details(details), request_iterator)
-
-    def intercept_stream_stream(self, continuation: Callable[..., Any], details: grpc.ClientCallDetails,
-                                request_iterator: Any) -> Any:
-        return continuation(self._details(details), request_iterator)
-
-
-class _BearerAuth(grpc.AuthMetadataPlugin):
-    def __init__(self, token: str) -> None:
-        self._metadata = (("authorization", f"Bearer {token}"),)
-
-    def __call__(self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback) -> None:
-        callback(self._metadata, None)
-
-
-def client_channel(target: str, options: Sequence[tuple[str, Any]] = (), *, ca_file: str | None = None,
-                   cert_file: str | None = None, key_file: str | None = None, server_name: str | None = None,
-                   token_file: str | None = None, token: str | None = None,
-                   environ: Mapping[str, str] | None = None) -> grpc.Channel:
-    """A channel to a Tenure service: TLS when a CA (or a client certificate) is configured, mutual
-    TLS with a client certificate, a bearer token on every call when a token is configured; a plain
-    channel when nothing is. Keyword arguments override the TENURE_* environment (ClientSettings)."""
-    cfg = ClientSettings.from_env(environ, tls_ca_file=ca_file, tls_client_cert_file=cert_file,
-                                  tls_client_key_file=key_file, tls_server_name=server_name, token_file=token_file)
-    if token is None and cfg.token_file:
-        token = read_token(cfg.token_file)
-    if bool(cfg.tls_client_cert_file) != bool(cfg.tls_client_key_file):
-        raise SecurityConfigError("mutual TLS needs both TENURE_TLS_CLIENT_CERT_FILE and TENURE_TLS_CLIENT_KEY_FILE")
-    opts = list(options)
-    if cfg.tls_server_name:
-        opts.append(("grpc.ssl_target_name_override", cfg.tls_server_name))
-    if not (cfg.tls_ca_file or cfg.tls_client_cert_file):
-        channel = grpc.insecure_channel(target, options=opts)
-        if not token:
-            return channel
-        if not is_loopback(target):
-            log.warning("sending a bearer token to %s over plaintext; set TENURE_TLS_CA_FILE to use TLS", target)
-        return grpc.intercept_channel(channel, _BearerInterceptor(token))
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=_read(cfg.tls_ca_file, "CA file") if cfg.tls_ca_file else None,
-        private_key=_read(cfg.tls_client_key_file, "client key file") if cfg.tls_client_key_file else None,
-        certificate_chain=_read(cfg.tls_client_cert_file, "client certificate file") if cfg.tls_client_cert_file
-        else None)
-    if token:
-        creds = grpc.composite_channel_credentials(creds, grpc.metadata_call_credentials(_BearerAuth(token)))
-    return grpc.secure_channel(target, creds, options=opts)
-
-
-def is_loopback(address: str) -> bool:
-    """Whether host:port (or [v6]:port, unix:path) only reaches this machine."""
-    if address.startswith(("unix:", "unix-abstract:")):
-        return True
-    host = address.rsplit(":", 1)[0] if ":" in address else address
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # ---------------------------------------------------------------------------------------------- server
