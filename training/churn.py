@@ -21,6 +21,7 @@ import pandas as pd
 
 from tenure.data import Shop
 from tenure.features import FeatureSpace, TxArrays, to_days, without_btyd
+from training import evaluation as E
 from training import metrics as M
 from training.btyd import BetaGeoFitter, rfm_summary
 from training.lgbm import fit_classifier, positive_proba
@@ -119,6 +120,7 @@ class ChurnModel:
         expected = bgf.conditional_expected_number_of_purchases_up_to_time(
             self.label_days_, s["frequency"].to_numpy(), s["recency"].to_numpy(), s["T"].to_numpy())
         expected = np.asarray(expected, dtype=np.float64)
+        self.evaluation_ = self._curves(arrays, h, p, recency, bgf, s, expected)
         return {
             "horizon_days": self.horizon_days,
             "label_days": self.label_days_,
@@ -138,6 +140,25 @@ class ChurnModel:
             **bgnbd_no_purchase_baseline(bgf, s, h.y, self.label_days_),
             "bgnbd_params": {k: float(v) for k, v in bgf.params_.items()},
         }
+
+    def _curves(self, arrays: TxArrays, h: LabelledSet, p: np.ndarray, recency: np.ndarray, bgf: BetaGeoFitter,
+                s: pd.DataFrame, expected: np.ndarray) -> dict[str, Any]:
+        """The holdout curves of evaluation.json (training.evaluation): ROC / gains of the model, recency
+        and BG/NBD, reliability of the model and BG/NBD P(no purchase), BG/NBD's expected vs actual
+        purchases in the label window."""
+        from training.purchase import bgnbd_purchase_probabilities
+
+        f, r, t = s["frequency"].to_numpy(), s["recency"].to_numpy(), s["T"].to_numpy()
+        p_none = 1.0 - bgnbd_purchase_probabilities(bgf, f, r, t, [self.label_days_])[:, 0]
+        T = to_days(h.cutoff)
+        window = (arrays.o_t >= T) & (arrays.o_t < T + self.label_days_)
+        # BG/NBD counts purchase days (several orders on one day are one purchase)
+        days = np.unique(np.stack([arrays.o_cust[window], np.floor(arrays.o_t[window])]).astype(np.int64), axis=1)
+        actual = np.bincount(days[0], minlength=arrays.n_customers)[h.codes]
+        return {**E.binary_evaluation(h.y, {"model": p, "recency": recency, "BG/NBD": -expected},
+                                      {"model": p, "BG/NBD": np.nan_to_num(p_none, nan=0.5)}),
+                "positive": "no purchase in the label window (churned)", "label_days": self.label_days_,
+                "bgnbd": E.bgnbd_diagnostics(f, recency, actual, expected, self.label_days_)}
 
 
 def bgnbd_no_purchase_baseline(bgf: BetaGeoFitter, summary: pd.DataFrame, y: np.ndarray,

@@ -74,6 +74,7 @@ from tenure.errors import ArtifactError
 from tenure.features import FeatureSpace, TxArrays, btyd_spend_name, to_days, without_btyd
 from training.btyd import BetaGeoFitter, GammaGammaFitter, rfm_summary
 from training.contrib import snap_onnx_thresholds
+from training.evaluation import evaluation_file, spend_deciles
 from training.export import INPUT_NAME, lightgbm_manifest
 from training.lgbm import fit_regressor
 from training.windows import History, NotEnoughHistory
@@ -268,6 +269,9 @@ class ClvModel:
         rescaled = base * (pred.sum() / base.sum()) if base.sum() > 0 else base
         column, weight = self.blend()
         alone = self.predict_lightgbm(h.X) * (self.holdout_days_ / self.horizon_days)
+        self.evaluation_: dict[str, Any] = {
+            "kind": "regression", "rows": int(len(actual)), "holdout_days": self.holdout_days_,
+            "spend_deciles": spend_deciles(pred, actual, base), "baseline": "BG/NBD + Gamma-Gamma"}
         return {
             "btyd_weight": weight,
             "btyd_feature": self.feature_names_[column] if column is not None else None,
@@ -393,6 +397,7 @@ def export_regressor(
     scale: float = 1.0,
     blend_column: int | None = None,
     blend_weight: float = 0.0,
+    evaluation: dict[str, Any] | None = None,
 ) -> Path:
     """Convert (output `spend` = scale x LightGBM prediction, blended with a feature column as in
     `blended_spend` when blend_column is given), check parity on X_check (held-out rows), write
@@ -412,7 +417,8 @@ def export_regressor(
         metrics=metrics, training_window=training_window, params={"output_scale": scale, "btyd_weight": blend_weight if blend_column is not None else 0.0,
                                                 **(params or {})},
         data_fingerprint=data_fingerprint)
-    path = write_artifact(repo, manifest, {"model.onnx": onnx_bytes})
+    files: dict[str, bytes | Path] = {"model.onnx": onnx_bytes, **evaluation_file(model, feature_names, evaluation)}
+    path = write_artifact(repo, manifest, files)
     log.info("exported %s -> %s (parity %.1e on %d rows)", name, path, diff, len(X_check))
     return path
 
@@ -437,5 +443,6 @@ def train_clv(shop: Shop, repo: Path, space: FeatureSpace, arrays: TxArrays, end
         scale=model.decay_factor_,
         blend_column=blend_column,
         blend_weight=blend_weight,
+        evaluation=model.evaluation_,
     )
     return {"name": name, "path": str(path), "metrics": metrics}

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import lightgbm as lgb
 import numpy as np
 
+from training import evaluation as E
 from training import metrics as M
 from training.lgbm import fit_classifier, positive_proba
 
@@ -69,6 +70,8 @@ class LookalikeModel:
         centroid = ((self.X_[train][self.y_[train] == 1] - mu) / sd).mean(axis=0)
         Z = (Xm - mu) / sd
         cos = Z @ centroid / (np.linalg.norm(Z, axis=1) * np.linalg.norm(centroid) + 1e-9)
+        self.evaluation_ = {**E.binary_evaluation(y, {"model": p, "centroid cosine": cos}),
+                            "positive": "in the seed"}
         return {
             "holdout_rows": int(len(h)),
             "seed_share": float(self.y_.mean()),

@@ -40,6 +40,7 @@ import pandas as pd
 from tenure.data import Shop
 from tenure.features import UNKNOWN, FeatureSpace, TxArrays, to_days
 from tenure.timing import HORIZONS, average_gap_days, next_purchase_days
+from training import evaluation as E
 from training import metrics as M
 from training.btyd import BetaGeoFitter, rfm_summary
 from training.clv import customer_groups
@@ -201,8 +202,12 @@ class PurchaseModel:
             "holdout_rows": int(len(h.y)),
             **{f"train_rows_{d}d": n for d, n in self.train_rows_.items()},
         }
+        self.evaluation_: dict[int, dict[str, Any]] = {}
         for k, d in enumerate(self.horizons):
             y = h.y[:, k]
+            self.evaluation_[d] = {**E.binary_evaluation(y, {"model": P[:, k], "BG/NBD": B[:, k], "recency": -recency},
+                                                         {"model": P[:, k], "BG/NBD": np.nan_to_num(B[:, k], nan=0.5)}),
+                                   "positive": f"a purchase within {d} days", "label_days": d}
             out |= {
                 f"positive_rate_{d}d": float(y.mean()),
                 f"auc_{d}d": M.roc_auc(y, P[:, k]),
@@ -259,6 +264,7 @@ def train_purchase(shop: Shop, repo: Path, space: FeatureSpace, arrays: TxArrays
                     "dataset": shop.name, "fallback_gap_days": model.fallback_gap_days_},
             data_fingerprint=data_fingerprint,
             horizon_exponent=exponent,
+            evaluation=model.evaluation_.get(label),
         )
         results.append({"name": name, "path": str(path), "metrics": metrics | {"horizon_days": h, "label_days": label}})
     return results
