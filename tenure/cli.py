@@ -14,6 +14,8 @@ from tenure.errors import ConfigError, DataError, TenureError
 
 log = logging.getLogger("tenure")
 SERVICES = ("scoring", "recommendation", "segmentation")
+MODELS_HELP = "the model repository (default: TENURE_MODELS_DIR, else the settings file's models_dir, else models)"
+STATE_HELP = "the services' state directory (default: TENURE_STATE_DIR, else the settings file's state_dir, else state)"
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -30,8 +32,9 @@ def _train(args: argparse.Namespace) -> None:
     import dataclasses
 
     from tenure.data import CANONICAL, ColumnMapping, load_cdnow, load_shop, read_shop
+    from tenure.progress import progress_bar
     from tenure.settings import TrainSettings
-    from training.pipeline import metrics_table, read_feedback, train_all, train_cdnow
+    from training.pipeline import CDNOW_STEPS, TRAIN_STEPS, metrics_table, read_feedback, train_all, train_cdnow
 
     settings = TrainSettings.from_sources(
         Path(args.config) if args.config else None, churn_horizon_days=args.churn_horizon_days,
@@ -55,10 +58,12 @@ def _train(args: argparse.Namespace) -> None:
     if args.name:
         shop = dataclasses.replace(shop, name=args.name)
     name = shop.name
-    if args.dataset == "cdnow":
-        results = train_cdnow(shop, models, settings)
-    else:
-        results = train_all(shop, models, settings, feedback=feedback)
+    steps = CDNOW_STEPS if args.dataset == "cdnow" else TRAIN_STEPS
+    with progress_bar(f"train {name}", len(steps), args.progress) as bar:  # gone before the table is printed
+        if args.dataset == "cdnow":
+            results = train_cdnow(shop, models, settings, progress=bar.step)
+        else:
+            results = train_all(shop, models, settings, feedback=feedback, progress=bar.step)
     print(f"\nHoldout metrics ({name}; time split, never tuned on the holdout window):\n")
     print(metrics_table(results, name))
     print()
@@ -94,20 +99,28 @@ def _snapshot(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from tenure.data import read_shop
-    from training.pipeline import data_end, write_snapshot
+    from tenure.progress import progress_bar
+    from training.pipeline import SNAPSHOT_STEPS, data_end, write_snapshot
 
-    shop = read_shop(args.shop)
-    cutoff = pd.Timestamp(args.at) if args.at else data_end(shop) + pd.Timedelta(days=args.days_after)
-    snapshot, path = write_snapshot(shop, Path(args.models), cutoff)
+    total = len(SNAPSHOT_STEPS) + 1
+    with progress_bar("snapshot", total, args.progress) as bar:
+        bar.step(0, total, "reading the shop")
+        shop = read_shop(args.shop)
+        cutoff = pd.Timestamp(args.at) if args.at else data_end(shop) + pd.Timedelta(days=args.days_after)
+        snapshot, path = write_snapshot(shop, Path(args.models), cutoff,
+                                        progress=lambda done, steps, what: bar.step(done + 1, steps + 1, what))
     print(f"feature snapshot of {len(snapshot.customer_ids):,} customers at {cutoff.date()} -> {path}")
 
 
 def _lookalike(args: argparse.Namespace) -> None:
+    from tenure.progress import progress_bar
     from tenure.settings import TrainSettings
     from training.pipeline import metrics_table, train_lookalike
 
     seed = Path(args.seed_file).read_text().split() if args.seed_file else None
-    result = train_lookalike(Path(args.models), TrainSettings(), seed, name=args.name)
+    with progress_bar(f"lookalike {args.name}", 100, args.progress) as bar:
+        bar.fraction(0.0, "loading the feature snapshot")
+        result = train_lookalike(Path(args.models), TrainSettings(), seed, name=args.name, progress=bar.fraction)
     print(metrics_table([{**result, "name": "lookalike"}], args.name))
 
 
@@ -123,7 +136,8 @@ def _serve(args: argparse.Namespace) -> None:
     from tenure.settings import ServiceSettings
 
     settings = ServiceSettings.from_env(args.settings, models_dir=Path(args.models) if args.models else None,
-                                        host=args.host, ort_threads=args.ort_threads, workers=args.workers)
+                                        state_dir=Path(args.state) if args.state else None, host=args.host, ort_threads=args.ort_threads, workers=args.workers,
+                                        metrics_port=args.metrics_port, otlp_endpoint=args.otlp_endpoint)
     if args.service == "scoring":
         from services.scoring.__main__ import main
     elif args.service == "recommendation":
@@ -140,11 +154,12 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _health(args: argparse.Namespace) -> None:
-    from services.demo import wait_serving
+    from tenure.client import BaseClient
 
     try:
-        wait_serving(args.target, timeout_s=args.timeout_s)
-    except (TimeoutError, RuntimeError) as err:
+        with BaseClient.from_env(args.target) as client:  # TLS / token from TENURE_TLS_CA_FILE, TENURE_TOKEN_FILE
+            client.wait_until_serving(args.timeout_s)
+    except TimeoutError as err:
         print(err, file=sys.stderr)
         raise SystemExit(1) from err
     print(f"{args.target} SERVING")
@@ -195,6 +210,13 @@ def _free_port(preferred: int) -> int:
     raise OSError("no free port")
 
 
+def _report(args: argparse.Namespace) -> None:
+    from tenure.report import write_report
+
+    path = write_report(Path(args.models), Path(args.out), Path(args.state) if args.state else None)
+    print(f"evaluation report: {path} ({path.stat().st_size / 1e3:.0f} kB; open it in a browser, no network needed)")
+
+
 def _run(args: argparse.Namespace) -> None:
     """Synthetic shop -> train -> export -> three services -> demo client -> stop."""
     from tenure.settings import ServiceSettings
@@ -214,6 +236,7 @@ def _run(args: argparse.Namespace) -> None:
     print(f"[run] trained in {time.perf_counter() - t0:.0f}s; starting the services")
 
     defaults = ServiceSettings()
+    metrics_port = ServiceSettings.from_env().metrics_port  # each service its own: +0, +1, +2
     ports = {name: _free_port(p) for name, p in zip(SERVICES, (defaults.scoring_port, defaults.recommendation_port,
                                                                 defaults.segmentation_port))}
     logs = data / "logs"
@@ -224,6 +247,8 @@ def _run(args: argparse.Namespace) -> None:
     for name, port in ports.items():
         # The segmentation service watches the repository: the demo refreshes the features later on.
         extra = {"TENURE_RELOAD_INTERVAL_S": "1"} if name == "segmentation" else {}
+        if metrics_port:
+            extra["TENURE_METRICS_PORT"] = str(metrics_port + SERVICES.index(name))
         with open(logs / f"{name}.log", "ab") as out:
             procs[name] = subprocess.Popen([*exe, "serve", name, "--port", str(port), "--models", str(models)],
                                            stdout=out, stderr=subprocess.STDOUT, env={**env, **extra})
@@ -245,6 +270,8 @@ def _run(args: argparse.Namespace) -> None:
         for name, proc in procs.items():
             code = proc.wait(timeout=30)
             print(f"[run] {name} stopped (exit {code})")
+    subprocess.run([*exe, "report", "--models", str(models), "--state", str(data / "state"),
+                    "--out", str(data / "report.html")], check=True)
     print(f"[run] done in {time.perf_counter() - t0:.0f}s")
 
 
@@ -252,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("TENURE_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="tenure", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tenure {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="generate the deterministic synthetic shop")
@@ -271,26 +299,28 @@ def main(argv: list[str] | None = None) -> None:
                    "(default utf-8, or the mapping's \"encoding\"; e.g. latin-1, cp1252)")
     p.add_argument("--name", help="the dataset's name in the metrics table and manifests (default: the file's stem)")
     p.add_argument("--data", default="data", help="cache directory (CDNOW, The Complete Journey)")
-    p.add_argument("--models", default="models")
+    p.add_argument("--models", help=MODELS_HELP)
     p.add_argument("--config", help="JSON file of training settings (field names of tenure.settings.TrainSettings); "
                    "TENURE_<FIELD> in the environment and the flags below override it")
     p.add_argument("--churn-horizon-days", "--horizon-days", type=int, dest="churn_horizon_days",
                    help="churn = no order within this many days (default 90)")
     p.add_argument("--clv-horizon-days", type=int, help="predicted CLV covers this many days (default 365)")
     p.add_argument("--purchase-horizons", help="P(order within N days) for each N, comma-separated (default 7,30,90)")
-    p.add_argument("--state", help="the recommendation service's state directory: its recorded feedback "
+    p.add_argument("--state", nargs="?", const="", metavar="DIR",
+                   help="the recommendation service's state directory (--state alone: as for the services, "
+                   "TENURE_STATE_DIR, else the settings file's state_dir, else state): its recorded feedback "
                    "(feedback.sqlite) joins the propensity training set")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("feedback-report", help="click-through and conversion by position, from recorded feedback")
-    p.add_argument("--state", default="state", help="the recommendation service's state directory")
+    p.add_argument("--state", help=STATE_HELP)
     p.add_argument("--since", help="only events at or after this date/time (ISO 8601; UTC unless it says)")
     p.add_argument("--until", help="only events before this date/time (ISO 8601; UTC unless it says)")
     p.set_defaults(func=_feedback_report)
 
     p = sub.add_parser("snapshot", help="refresh the serving features (same models) at a cutoff; services re-score")
     p.add_argument("--shop", default="data/shop")
-    p.add_argument("--models", default="models")
+    p.add_argument("--models", help=MODELS_HELP)
     p.add_argument("--at", help="cutoff date (default: the day after the last transaction + --days-after)")
     p.add_argument("--days-after", type=int, default=0)
     p.set_defaults(func=_snapshot)
@@ -298,30 +328,34 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("lookalike", help="train a lookalike model for a seed audience (ids, one per line)")
     p.add_argument("--seed-file", help="customer ids, whitespace-separated; default: top 10%% by spend")
     p.add_argument("--name", default="lookalike", help="model name in the repository")
-    p.add_argument("--models", default="models")
+    p.add_argument("--models", help=MODELS_HELP)
     p.set_defaults(func=_lookalike)
 
     p = sub.add_parser("import-onnx", help="add an ONNX model trained elsewhere to the repository")
     p.add_argument("--onnx", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--feature-names", help="file with the input's column names, whitespace-separated")
-    p.add_argument("--models", default="models")
+    p.add_argument("--models", help=MODELS_HELP)
     p.set_defaults(func=_import_onnx)
 
     p = sub.add_parser("serve", help="run one gRPC service")
     p.add_argument("service", choices=SERVICES)
     p.add_argument("--port", type=int)
     p.add_argument("--host")
-    p.add_argument("--models")
+    p.add_argument("--models", help=MODELS_HELP)
+    p.add_argument("--state", help=STATE_HELP)
     p.add_argument("--ort-threads", type=int, help="onnxruntime threads per session (0: CPU quota / workers)")
     p.add_argument("--workers", type=int, help="processes sharing the port via SO_REUSEPORT (0: one per CPU)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus /metrics on this port (0: off; one per service)")
+    p.add_argument("--otlp-endpoint", help="OpenTelemetry tracing: host:port of an OTLP/gRPC collector "
+                   "(TENURE_OTLP_ENDPOINT; empty: off)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("demo", help="ask the running services about example customers")
     p.add_argument("--scoring", default="127.0.0.1:50051")
     p.add_argument("--recommendation", default="127.0.0.1:50052")
     p.add_argument("--segmentation", default="127.0.0.1:50053")
-    p.add_argument("--models", default="models", help="only used to pick example customer ids")
+    p.add_argument("--models", help=MODELS_HELP + "; only used to pick example customer ids")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("score-file", help="stream a Parquet of customers through StreamScore into a Parquet of "
@@ -361,17 +395,27 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--dry-run", action="store_true", help="print what would be deleted")
     m.set_defaults(func=_models)
     for m in models.choices.values():
-        m.add_argument("--models", default="models", help="the model repository")
+        m.add_argument("--models", help=MODELS_HELP)
+
+    p = sub.add_parser("report", help="a self-contained HTML page: every model's holdout metrics next to the "
+                       "baselines, ROC / gains / calibration / spend / BG/NBD / importance plots, clusters, segments")
+    p.add_argument("--models", help=MODELS_HELP)
+    p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    p.add_argument("--state", help=STATE_HELP + "; its segments.sqlite gives the last re-scoring's segment moves")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("run", help="synthetic shop -> train -> serve -> demo -> stop")
     p.add_argument("--data", default="data")
-    p.add_argument("--models", default="models")
+    p.add_argument("--models", help=MODELS_HELP)
     p.set_defaults(func=_run)
 
     for name in ("serve", "run"):
         sub.choices[name].add_argument(
             "--settings", metavar="FILE", help="JSON object of service settings (field names of "
             "tenure.settings.ServiceSettings, like TENURE_SETTINGS_FILE); TENURE_<FIELD> and the flags override it")
+    for name in ("train", "snapshot", "lookalike"):
+        sub.choices[name].add_argument("--progress", action=argparse.BooleanOptionalAction,
+                                       help="a progress bar on stderr (default: only when stderr is a terminal)")
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", help="print the traceback of an error")
     args = parser.parse_args(argv)
@@ -380,6 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     import grpc
 
     try:
+        resolve_dirs(args)
         args.func(args)
     except (TenureError, ConfigError, OSError, ValueError, grpc.RpcError, subprocess.CalledProcessError) as exc:
         # bad input, setting, file, unreachable service, a failed step: one line, exit 2 (--debug: traceback)
@@ -392,6 +437,39 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"tenure {args.command}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def version() -> str:
+    """The installed distribution's version (importlib.metadata), else tenure.__version__ (a bare source tree)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("tenure")
+    except PackageNotFoundError:
+        from tenure import __version__
+
+        return __version__
+
+
+def resolve_dirs(args: argparse.Namespace) -> None:
+    """Every command's --models and --state, where not given, as the services resolve them (in place): the
+    flag > TENURE_MODELS_DIR / TENURE_STATE_DIR > the settings file (--settings, else TENURE_SETTINGS_FILE)
+    > "models" / "state" (tenure.settings.storage_dirs). `train` reads feedback only when --state is given
+    (--state alone: the resolved state directory). A bad value is a ConfigError; other settings are not read."""
+    from tenure.settings import storage_dirs
+
+    has_models = hasattr(args, "models")
+    has_state = hasattr(args, "state") and not (args.command == "train" and args.state is None)
+    if not (has_models or has_state):
+        return
+    models, state = storage_dirs(getattr(args, "models", None) or None,
+                                 (getattr(args, "state", None) or None) if has_state else None,
+                                 getattr(args, "settings", None) or None)
+    if has_models:
+        args.models = str(models)
+    if has_state:
+        args.state = str(state)
 
 
 def error_line(exc: BaseException) -> str:

@@ -38,6 +38,21 @@ def data_end(shop: Shop) -> pd.Timestamp:
     return shop.transactions["ts"].max().normalize() + pd.Timedelta(days=1)
 
 
+Progress = Callable[[int, int, str], None]
+"""Told how a long job advances: steps done, of how many, and what runs now (the CLI draws a progress bar)."""
+TRAIN_STEPS = ("encoding", "churn", "clv", "purchase", "propensity", "channel", "features", "lookalike", "clusters")
+"""The steps of train_all, in order; then "publishing"."""
+CDNOW_STEPS = ("encoding", "churn-cdnow", "clv-cdnow")
+SNAPSHOT_STEPS = ("feature space", "encoding", "customer features", "affinity", "saving")
+"""The steps of write_snapshot on its own (`tenure snapshot`)."""
+
+
+def _step(progress: Progress | None, steps: tuple[str, ...], name: str) -> None:
+    """Tell `progress` that step `name` starts (the steps before it are done; a name not in `steps`: all are)."""
+    if progress is not None:
+        progress(steps.index(name) if name in steps else len(steps), len(steps), name)
+
+
 def fingerprint(shop: Shop) -> str:
     tx = shop.transactions
     h = pd.util.hash_pandas_object(tx[["customer_id", "order_id", "ts", "product_id", "amount"]], index=False)
@@ -70,7 +85,7 @@ def train_churn(shop: Shop, repo: Path, settings: TrainSettings, name: str = "ch
         params={"horizon_days": settings.churn_horizon_days, "label_days": model.label_days_,
                 "active_window_days": settings.active_window_days, "dataset": shop.name},
         data_fingerprint=fingerprint(shop),
-        horizon_exponent=model.horizon_exponent_, positive_is_none=True,
+        horizon_exponent=model.horizon_exponent_, positive_is_none=True, evaluation=model.evaluation_,
     )
     # The churn model's own tree contributions, for the reasons the services give.
     contributions = export_contributions(
@@ -83,18 +98,27 @@ CDNOW_CALIBRATION_END = pd.Timestamp("1997-10-01")
 """The BG/NBD paper's split of CDNOW: 39 weeks of calibration, 39 weeks of holdout."""
 
 
-def train_cdnow(shop: Shop, repo: Path, settings: TrainSettings) -> list[dict[str, Any]]:
+def train_cdnow(shop: Shop, repo: Path, settings: TrainSettings,
+                progress: Progress | None = None) -> list[dict[str, Any]]:
     """The real-data check: churn and CLV on CDNOW (an order log: no products, channels, demographics).
 
     CLV uses the paper's split (calibration to 1997-09-30, holdout the following 39 weeks)."""
+    _step(progress, CDNOW_STEPS, "encoding")
     end = data_end(shop)
     horizon = int((end - CDNOW_CALIBRATION_END).days)
     space = FeatureSpace.fit(shop, btyd_horizons=(horizon,))
     arrays = space.encode(shop)
-    return staged(repo, lambda stage: [
-        train_churn(shop, stage, settings, name="churn-cdnow", space=space),
-        train_clv(shop, stage, space, arrays, end, horizon_days=horizon, seed=settings.seed,
-                  threads=settings.lgbm_threads, name="clv-cdnow", data_fingerprint=fingerprint(shop))])
+
+    def train(stage: Path) -> list[dict[str, Any]]:
+        _step(progress, CDNOW_STEPS, "churn-cdnow")
+        churn = train_churn(shop, stage, settings, name="churn-cdnow", space=space)
+        _step(progress, CDNOW_STEPS, "clv-cdnow")
+        clv = train_clv(shop, stage, space, arrays, end, horizon_days=horizon, seed=settings.seed,
+                        threads=settings.lgbm_threads, name="clv-cdnow", data_fingerprint=fingerprint(shop))
+        _step(progress, CDNOW_STEPS, "publishing")
+        return [churn, clv]
+
+    return staged(repo, train)
 
 
 def read_feedback(state_dir: Path) -> pd.DataFrame | None:
@@ -198,19 +222,25 @@ def staged(repo: Path, train: Callable[[Path], list[dict[str, Any]]]) -> list[di
 
 
 def train_all(shop: Shop, repo: Path, settings: TrainSettings | None = None,
-              feedback: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+              feedback: pd.DataFrame | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Every model plus the feature snapshot, staged and published into `repo` together (`staged`).
 
     A model the data cannot support (too short a history for even the shortest label window, no
     products, no channels) or that fails its sanity checks is skipped with the reason in its entry
     ({"name", "skipped"}); the others are published.
     feedback: recorded recommendation feedback (`read_feedback`); its observed outcomes become
-    extra rows of the propensity training set (never of its holdout; see training.propensity)."""
+    extra rows of the propensity training set (never of its holdout; see training.propensity).
+    progress: told each step of TRAIN_STEPS as it starts."""
     settings = settings or TrainSettings()
-    return staged(Path(repo), lambda stage: _train_all(shop, stage, settings, feedback))
+    return staged(Path(repo), lambda stage: _train_all(shop, stage, settings, feedback, progress))
 
 
-def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.DataFrame | None) -> list[dict[str, Any]]:
+def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.DataFrame | None,
+               progress: Progress | None = None) -> list[dict[str, Any]]:
+    def step(name: str) -> None:
+        _step(progress, TRAIN_STEPS, name)
+
+    step("encoding")
     t0 = time.perf_counter()
     # the point-in-time BG/NBD x Gamma-Gamma forecast over the CLV horizon is a column of the features:
     # the CLV model blends it with LightGBM (training.clv)
@@ -223,13 +253,17 @@ def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.Dat
     log.info("encoded %s: %d customers, %d products, %d features, %d days (%.1fs)", shop.name, arrays.n_customers,
              arrays.n_products, len(space.names), history.days, time.perf_counter() - t0)
     results: list[dict[str, Any]] = []
+    step("churn")
     _attempt(results, ["churn"], lambda: train_churn(shop, repo, settings, space=space))
+    step("clv")
     _attempt(results, ["clv"], lambda: train_clv(shop, repo, space, arrays, end, horizon_days=settings.clv_horizon_days,
                                                 seed=settings.seed, threads=settings.lgbm_threads, data_fingerprint=fp))
+    step("purchase")
     _attempt(results, [f"purchase_{h}d" for h in settings.purchase_horizons],
              lambda: train_purchase(shop, repo, space, arrays, end, horizons=settings.purchase_horizons,
                                     seed=settings.seed, threads=settings.lgbm_threads, data_fingerprint=fp))
 
+    step("propensity")
     products = product_table(shop, arrays, space)
     if arrays.n_products < 2:
         results.append({"name": "propensity", "skipped": f"{arrays.n_products} product in the data (no product column?): "
@@ -237,6 +271,7 @@ def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.Dat
     else:
         _attempt(results, ["propensity"], lambda: train_propensity(shop, repo, settings, space, arrays, products, end,
                                                                    feedback, fp, history))
+    step("channel")
     if has_channels(space):
         _attempt(results, ["channel"], lambda: train_channel(
             shop, repo, space, arrays, end, seed=settings.seed, threads=settings.lgbm_threads, data_fingerprint=fp,
@@ -245,15 +280,19 @@ def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.Dat
         results.append({"name": "channel", "skipped": "no channel column: best channel skipped"})
 
     # Serving snapshot at the end of the data: the features every service reads.
+    step("features")
     snapshot, spath = write_snapshot(shop, repo, end, space, arrays, products, fp, start)
     results.append({"name": "features", "path": str(spath), "metrics": {"customers": int(len(snapshot.X)),
                                                                       "features": len(space.names)}})
 
+    step("lookalike")
     _attempt(results, ["lookalike"], lambda: train_lookalike(repo, settings, snapshot=snapshot))
+    step("clusters")
     _attempt(results, ["clusters"], lambda: train_clusters(
         repo, snapshot.feature_names, snapshot.X, seed=settings.seed, threads=settings.lgbm_threads,
         training_window={"cutoff": str(end.date())}, data_fingerprint=fp))
     log.info("trained %s in %.1fs", shop.name, time.perf_counter() - t0)
+    step("publishing")
     return results
 
 
@@ -280,11 +319,17 @@ def train_propensity(shop: Shop, repo: Path, settings: TrainSettings, space: Fea
 
 def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureSpace | None = None,
                    arrays: TxArrays | None = None, products: pd.DataFrame | None = None, fp: str = "",
-                   start: pd.Timestamp | None = None) -> tuple[FeatureSnapshot, Path]:
+                   start: pd.Timestamp | None = None, progress: Progress | None = None
+                   ) -> tuple[FeatureSnapshot, Path]:
     """The features every service reads, at `cutoff`, as a new version of the "features" artifact.
 
     Also on its own (`tenure snapshot`): a daily feature refresh for the same models; the services
-    re-score the base with it, and the segmentation service records who moved."""
+    re-score the base with it, and the segmentation service records who moved. progress: told each
+    step of SNAPSHOT_STEPS as it starts."""
+    def step(name: str) -> None:
+        _step(progress, SNAPSHOT_STEPS, name)
+
+    step("feature space")
     if space is None:
         # a refresh for the same models: the feature space they were trained on (same levels, same
         # BG/NBD x GG columns), else a new one as training would fit it
@@ -292,16 +337,20 @@ def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureS
             space = FeatureSnapshot.load_latest(repo).space
         except (ArtifactError, DataError, OSError):
             space = FeatureSpace.fit(shop, btyd_horizons=(TrainSettings().clv_horizon_days,))
+    step("encoding")
     arrays = arrays if arrays is not None else space.encode(shop)
     products = products if products is not None else product_table(shop, arrays, space)
     start = start if start is not None else shop.transactions["ts"].min()
+    step("customer features")
     codes, X = space.customer_features(arrays, cutoff, shop.customers)
+    step("affinity")
     affinity = AffinityState.build(arrays, cutoff, product_cat=products["cat_code"].to_numpy(np.int64),
                                    price=products["price"].to_numpy(np.float64)).select_rows(codes)
     catalog = Catalog(arrays.product_ids, products["name"].to_numpy(object), products["category"].to_numpy(object),
                       products["price"].to_numpy(np.float64))
     snapshot = FeatureSnapshot(cutoff=cutoff, space=space, customer_ids=arrays.customer_ids[codes], X=X,
                                catalog=catalog, affinity=affinity, anonymous=np.median(X, axis=0).astype(np.float32))
+    step("saving")
     path = snapshot.save(repo, Manifest(name="features", kind="feature-snapshot", data_fingerprint=fp or fingerprint(shop),
                                         training_window={"data_start": str(start.date()), "cutoff": str(cutoff.date())}))
     return snapshot, path
@@ -348,6 +397,7 @@ def train_lookalike(repo: Path, settings: TrainSettings, seed_ids: list[str] | N
         training_window={"cutoff": str(snapshot.cutoff.date()), "features_version": snapshot.version},
         params={"seed": described, "seed_size": int(len(seed_rows)), "excluded_features": list(exclude)},
         extra_files={"seed_ids.txt": seed_text.encode()},
+        evaluation=look.evaluation_,
     )
     return {"name": name, "path": str(path), "metrics": metrics}
 

@@ -121,6 +121,7 @@ def test_every_shape_trains_through_the_cli(trained: dict[str, Any], shape: str)
     repo, run, _tx = trained[shape]
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Traceback" not in run.stderr
+    assert "%|" not in run.stderr and f"train {shape}-shop:" not in run.stderr, "a progress bar in a pipe"
     assert f"Holdout metrics ({shape}-shop;" in run.stdout
     assert f"| {shape}-shop | churn (90 d" in run.stdout  # the name the user gave, not the file stem
     for name in ("features", "churn", "clv", "purchase_7d", "purchase_30d", "purchase_90d"):
