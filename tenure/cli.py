@@ -136,7 +136,8 @@ def _serve(args: argparse.Namespace) -> None:
     from tenure.settings import ServiceSettings
 
     settings = ServiceSettings.from_env(args.settings, models_dir=Path(args.models) if args.models else None,
-                                        state_dir=Path(args.state) if args.state else None, host=args.host, ort_threads=args.ort_threads, workers=args.workers,
+                                        state_dir=Path(args.state) if args.state else None, host=args.host,
+                                        ort_threads=args.ort_threads, workers=args.workers,
                                         metrics_port=args.metrics_port, otlp_endpoint=args.otlp_endpoint)
     if args.service == "scoring":
         from services.scoring.__main__ import main

@@ -237,7 +237,7 @@ def test_workers_are_reported_once_summed(trained_repo: Path, snapshot: FeatureS
             proc.communicate()
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
     until = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > until:
