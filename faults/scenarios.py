@@ -737,24 +737,14 @@ def score_file_resume(ctx: Ctx) -> list[Row]:
         svc.wait_serving()
         # 1. SIGKILL the client mid-run, run it again
         row = Row("i score-file: SIGKILL client, rerun")
-        out = work / "scores-client.parquet"
-        for stale in (out, out.with_name(out.name + ".parts")):
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        out = _fresh_output(work / "scores-client.parquet")
         cmd = _score_file_cmd(svc.target, src, out)
         what = _kill_mid_run(cmd, out, rng, lambda p: p.send_signal(signal.SIGKILL), work / "client.log")
-        rerun = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=600)
-        lost, dup, failed = _compare(src_ids, out)
-        row.calls, row.failed, row.lost_rows, row.dup_rows = 2, failed, lost, dup
-        row.notes = (f"{n_rows:,} rows; first run {what}; rerun exit {rerun.returncode} "
-                     f"{' '.join((rerun.stderr or rerun.stdout).split())[-160:]}; seed {ctx.seed}")
-        rows.append(row.rss(svc).judge(rerun.returncode == 0 and lost == dup == failed == 0,
-                                       "rows lost, duplicated or failed"))
+        rows.append(_rerun_row(row, svc, cmd, src_ids, out, f"{n_rows:,} rows; first run {what}", f"; seed {ctx.seed}"))
 
     # 2. SIGKILL the server mid-run, start it again on the same port, rerun the client
     row = Row("i score-file: SIGKILL server, restart, rerun")
-    out = work / "scores-server.parquet"
-    for stale in (out, out.with_name(out.name + ".parts")):
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    out = _fresh_output(work / "scores-server.parquet")
     first = ctx.service("scoring", "i-server").start()
     try:
         first.wait_serving()
@@ -764,14 +754,25 @@ def score_file_resume(ctx: Ctx) -> list[Row]:
         first.kill()
     with ctx.service("scoring", "i-server2", port=first.port) as svc:
         svc.wait_serving()
-        rerun = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=600)
-        lost, dup, failed = _compare(src_ids, out)
-        row.calls, row.failed, row.lost_rows, row.dup_rows = 2, failed, lost, dup
-        row.notes = (f"{n_rows:,} rows; first run {what}; rerun exit {rerun.returncode} "
-                     f"{' '.join((rerun.stderr or rerun.stdout).split())[-160:]}")
-        rows.append(row.rss(svc).judge(rerun.returncode == 0 and lost == dup == failed == 0,
-                                       "rows lost, duplicated or failed"))
+        rows.append(_rerun_row(row, svc, cmd, src_ids, out, f"{n_rows:,} rows; first run {what}"))
     return rows
+
+
+def _fresh_output(out: Path) -> Path:
+    """`out` with no output or parts directory left from an earlier run."""
+    for stale in (out, out.with_name(out.name + ".parts")):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    return out
+
+
+def _rerun_row(row: Row, svc: Any, cmd: list[str], src_ids: list[str], out: Path, notes: str, suffix: str = "") -> Row:
+    """Run the interrupted score-file command again and judge the output: no row lost, duplicated or failed."""
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=600)
+    lost, dup, failed = _compare(src_ids, out)
+    row.calls, row.failed, row.lost_rows, row.dup_rows = 2, failed, lost, dup
+    row.notes = (f"{notes}; rerun exit {rerun.returncode} "
+                 f"{' '.join((rerun.stderr or rerun.stdout).split())[-160:]}{suffix}")
+    return row.rss(svc).judge(rerun.returncode == 0 and lost == dup == failed == 0, "rows lost, duplicated or failed")
 
 
 SCENARIOS: dict[str, Callable[[Ctx], list[Row]]] = {

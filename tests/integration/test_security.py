@@ -167,15 +167,21 @@ def open_channel(certs: Certs) -> Iterator[Callable[..., grpc.Channel]]:
         ch.close()
 
 
+def _tls_server(make_service: Callable[..., Any], repo: Path, start_server: Callable[..., Any], certs: Certs,
+                tokens_file: Path, open_channel: Callable[..., grpc.Channel]) -> Any:
+    """A server with TLS and the tokens file, SERVING (checked over TLS)."""
+    server = start_server(make_service, repo, wait=False, tls_cert_file=str(certs.server.cert),
+                          tls_key_file=str(certs.server.key), tokens_file=str(tokens_file))
+    wait_serving(open_channel(server.target, ca_file=str(certs.ca.cert)))
+    return server
+
+
 @pytest.fixture(scope="module")
 def tls_scoring(trained_repo: Path, start_server: Callable[..., Any], certs: Certs, tokens_file: Path,
                 open_channel: Callable[..., grpc.Channel]) -> Any:
     from services.scoring.__main__ import make_service
 
-    server = start_server(make_service, trained_repo, wait=False, tls_cert_file=str(certs.server.cert),
-                          tls_key_file=str(certs.server.key), tokens_file=str(tokens_file))
-    wait_serving(open_channel(server.target, ca_file=str(certs.ca.cert)))
-    return server
+    return _tls_server(make_service, trained_repo, start_server, certs, tokens_file, open_channel)
 
 
 @pytest.fixture(scope="module")
@@ -183,10 +189,7 @@ def tls_recommendation(trained_repo: Path, start_server: Callable[..., Any], cer
                        open_channel: Callable[..., grpc.Channel]) -> Any:
     from services.recommendation.__main__ import make_service
 
-    server = start_server(make_service, trained_repo, wait=False, tls_cert_file=str(certs.server.cert),
-                          tls_key_file=str(certs.server.key), tokens_file=str(tokens_file))
-    wait_serving(open_channel(server.target, ca_file=str(certs.ca.cert)))
-    return server
+    return _tls_server(make_service, trained_repo, start_server, certs, tokens_file, open_channel)
 
 
 @pytest.fixture(scope="module")
