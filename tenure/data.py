@@ -28,12 +28,18 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from tenure.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from tenure.lazy import LazyModule
+
+    pd = LazyModule("pandas")  # imported at first use: the services import this module for its constants
 
 logger = logging.getLogger(__name__)
 

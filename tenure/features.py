@@ -21,13 +21,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from tenure.data import Shop
 from tenure.sparse import CSRLike, dense_times
 
 if TYPE_CHECKING:
+    import pandas as pd
     import scipy.sparse as sp  # training builds the matrices (imported where used: serving runs without SciPy)
+
+    from tenure.data import Shop
+else:
+    from tenure.lazy import LazyModule
+
+    pd = LazyModule("pandas")  # training uses it; the services load FeatureSpace and AffinityState without pandas
 
 log = logging.getLogger(__name__)
 

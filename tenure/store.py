@@ -7,18 +7,75 @@ Loading 40k customers takes well under a second; lookups are a dict from id to r
 """
 from __future__ import annotations
 
+import datetime
 import io
+import mmap
+import re
+import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from tenure.artifacts import Manifest, latest_valid, write_artifact
 from tenure.features import AffinityState, FeatureSpace
 from tenure.sparse import CSR
 
 SNAPSHOT_NAME = "features"
+MAPPED_MEMBERS = ("hist_data", "last_data", "hist_indptr")
+"""Product-history arrays mapped from snapshot.npz (copy-on-write), not read: a service pages in the rows it
+uses (the segmentation service none), so a million customers' history costs no memory until read."""
+
+
+def _mapped(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The members `names` of an uncompressed .npz, as arrays over a private mapping of the file; a
+    compressed or missing member is left out (read as usual)."""
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
+        stored = {i.filename: i for i in archive.infolist() if i.compress_type == zipfile.ZIP_STORED}
+        if not any(n + ".npy" in stored for n in names):
+            return out
+        whole = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        for name in names:
+            info = stored.get(name + ".npy")
+            if info is None:
+                continue
+            f.seek(info.header_offset + 26)  # the local header: name and extra field lengths, then the data
+            name_len, extra_len = struct.unpack("<HH", f.read(4))
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read:
+                continue
+            shape, fortran, dtype = read[version](f)
+            if fortran or dtype.hasobject:
+                continue
+            count = int(np.prod(shape, dtype=np.int64))
+            out[name] = np.frombuffer(whole, dtype, count, f.tell()).reshape(shape)
+    return out
+
+
+class Cutoff(datetime.datetime):
+    """A snapshot's as-of time, read without pandas: naive means UTC (as a pandas Timestamp reads it)."""
+
+    def timestamp(self) -> float:
+        aware = self.replace(tzinfo=datetime.timezone.utc) if self.tzinfo is None else self
+        return datetime.datetime.timestamp(aware)
+
+
+def parse_cutoff(text: str) -> datetime.datetime:
+    """The cutoff a manifest holds (pandas' isoformat): a Cutoff, or a pandas Timestamp for what datetime
+    cannot hold (nanoseconds)."""
+    try:
+        if re.search(r"\.\d{7}", text):
+            raise ValueError("below a microsecond")
+        t = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        import pandas as pd
+
+        return pd.Timestamp(text)
+    return Cutoff(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, t.tzinfo, fold=t.fold)
 
 
 @dataclass
@@ -38,7 +95,8 @@ class Catalog:
 class FeatureSnapshot:
     """Customer features and product affinities at one cutoff, for serving."""
 
-    cutoff: pd.Timestamp
+    cutoff: datetime.datetime
+    """A pandas Timestamp in training; loaded: a Cutoff (the services do not import pandas)."""
     space: FeatureSpace
     customer_ids: np.ndarray
     X: np.ndarray
@@ -81,10 +139,14 @@ class FeatureSnapshot:
 
     @classmethod
     def load(cls, version_dir: Path, manifest: Manifest) -> "FeatureSnapshot":
-        z = np.load(Path(version_dir) / "snapshot.npz", allow_pickle=False)
+        path = Path(version_dir) / "snapshot.npz"
+        mapped = _mapped(path, MAPPED_MEMBERS)
+        with np.load(path, allow_pickle=False) as npz:
+            # each read once (NpzFile reads again at every access); the mapped ones not at all
+            z = {name: mapped[name] if name in mapped else npz[name] for name in npz.files}
         C, P = len(z["customer_ids"]), len(z["product_ids"])
         hist = CSR(z["hist_data"], z["hist_indices"], z["hist_indptr"], (C, P))
-        last = CSR(z["last_data"], z["hist_indices"], z["hist_indptr"], (C, P))
+        last = CSR(z["last_data"], z["hist_indices"], z["hist_indptr"], (C, P))  # the same index arrays
         cond = CSR(z["cond_data"], z["cond_indices"], z["cond_indptr"], (P, P))
         affinity = AffinityState(
             hist=hist, hist_last=last, cond=cond, pop_90d=z["pop_90d"], pop_all=z["pop_all"],
@@ -95,8 +157,8 @@ class FeatureSnapshot:
                           z["product_categories"].astype(object), z["catalog_price"])
         space = FeatureSpace.from_dict(manifest.params["space"])
         snap = cls(
-            cutoff=pd.Timestamp(manifest.params["cutoff"]), space=space,
-            customer_ids=z["customer_ids"].astype(object), X=z["X"], catalog=catalog,
+            cutoff=parse_cutoff(manifest.params["cutoff"]), space=space,
+            customer_ids=z.pop("customer_ids").astype(object), X=z["X"], catalog=catalog,
             affinity=affinity, anonymous=z["anonymous"], version=manifest.version,
         )
         if snap.feature_names != manifest.features:

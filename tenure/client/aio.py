@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import grpc
-import pandas as pd
 from grpc_health.v1 import health_pb2_grpc
 
 from tenure.client import core
@@ -24,6 +23,9 @@ from tenure.v1 import (
     segmentation_pb2,
     segmentation_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 T = TypeVar("T")
 

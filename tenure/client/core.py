@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Generator, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Generator, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import grpc
 import numpy as np
-import pandas as pd
 from grpc_health.v1 import health_pb2
 
 from tenure.errors import TenureError
 from tenure.v1 import common_pb2, inference_pb2, recommendation_pb2, scoring_pb2, segmentation_pb2
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from tenure.lazy import LazyModule
+
+    pd = LazyModule("pandas")  # imported at first use: the services import this package for its channel
 
 T = TypeVar("T")
 STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}

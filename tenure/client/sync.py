@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import grpc
-import pandas as pd
 from grpc_health.v1 import health_pb2_grpc
 
 from tenure.client import core
@@ -23,6 +22,9 @@ from tenure.v1 import (
     segmentation_pb2,
     segmentation_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 T = TypeVar("T")
 C = TypeVar("C", bound="BaseClient")
