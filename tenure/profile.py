@@ -35,6 +35,8 @@ SENTINEL_FEATURES: tuple[str, ...] = ("gap_mean_days", "gap_cv", "last_gap_days"
 """Customer feature columns where -1 means unknown (see tenure.features)."""
 SHARE_PREFIXES: tuple[str, ...] = ("cat_share_", "chan_share_", "gender_", "region_")
 _EPS = 1e-12
+MOMENT_ROWS = 65_536
+"""Rows per block of the column sums (bounded memory; bases up to this size sum as one block)."""
 
 
 @dataclass(frozen=True)
@@ -156,14 +158,19 @@ def _as_indices(rows: np.ndarray, n: int, what: str) -> np.ndarray:
 
 
 def _column_moments(A: np.ndarray, sentinel_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per column: known count, mean and mean of squares (sentinels excluded where flagged)."""
-    A = A.astype(np.float64, copy=False)
-    known = ~(sentinel_cols[None, :] & (A == SENTINEL))
-    n = known.sum(axis=0)
-    V = np.where(known, A, 0.0)
+    """Per column: known count, mean and mean of squares (sentinels excluded where flagged); in blocks of
+    MOMENT_ROWS rows, so a base of a million rows needs no float64 copy of itself."""
+    n = np.zeros(A.shape[1], np.int64)
+    total, squares = np.zeros(A.shape[1]), np.zeros(A.shape[1])
+    for start in range(0, len(A), MOMENT_ROWS):
+        block = A[start:start + MOMENT_ROWS].astype(np.float64, copy=False)
+        known = ~(sentinel_cols[None, :] & (block == SENTINEL))
+        n += known.sum(axis=0)
+        V = np.where(known, block, 0.0)
+        total += V.sum(axis=0)
+        squares += np.einsum("ij,ij->j", V, V)
     safe = np.maximum(n, 1)
-    mean = V.sum(axis=0) / safe
-    m2 = np.einsum("ij,ij->j", V, V) / safe
+    mean, m2 = total / safe, squares / safe
     return n.astype(np.int64), np.where(n > 0, mean, np.nan), np.where(n > 0, m2, np.nan)
 
 

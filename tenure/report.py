@@ -420,6 +420,21 @@ def segment_sizes(repo: Path) -> str:
     return '<div class="plots">' + "".join(plots) + "</div>"
 
 
+def _assignment_sizes(state: Path, rid: int) -> list[tuple[int, str, int]]:
+    """(family, segment, customers) from the re-scoring's columnar assignments file, written next to
+    segments.sqlite by the segmentation service (services.segmentation.changes); [] without one."""
+    path = state / f"segments-assignments-{rid}.npz"
+    if not path.exists():
+        return []
+    with np.load(path, allow_pickle=False) as z:
+        out = []
+        for key in (k for k in z.files if k.startswith("codes_")):
+            family = key.split("_", 1)[1]
+            counts = np.bincount(z[key][z[key] >= 0], minlength=len(z["names_" + family]))
+            out += [(int(family), str(name), int(n)) for name, n in zip(z["names_" + family], counts) if n]
+        return out
+
+
 def moves_section(state: Path | None) -> str:
     """The last re-scoring's segment moves recorded by the segmentation service under `state`."""
     if state is None:
@@ -435,7 +450,8 @@ def moves_section(state: Path | None) -> str:
             return '<p class="note">no re-scoring recorded yet</p>'
         rows = db.execute("SELECT family, from_segment, to_segment, COUNT(*) FROM moves WHERE rescoring_id = ? "
                           "GROUP BY family, from_segment, to_segment ORDER BY COUNT(*) DESC", (last[0],)).fetchall()
-        sizes = db.execute("SELECT family, segment, COUNT(*) FROM assignments GROUP BY family, segment").fetchall()
+        sizes = _assignment_sizes(Path(state), int(last[0])) or db.execute(
+            "SELECT family, segment, COUNT(*) FROM assignments GROUP BY family, segment").fetchall()
     at = datetime.fromtimestamp(float(last[2]), timezone.utc).isoformat(timespec="seconds")
     out = [f"<p>Last re-scoring: snapshot cutoff {esc(last[1][:10])}, at {esc(at)}, {int(last[3]):,} customers, "
            f"<b>{int(last[4]):,} moves</b>.</p>"]

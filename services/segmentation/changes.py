@@ -8,11 +8,13 @@ new. Moves get increasing sequence numbers, so a subscriber resumes after the la
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,72 @@ RFM, LIFECYCLE, CLUSTER, GRID = 1, 2, 3, 4
 FAMILY_NAMES = {RFM: "rfm", LIFECYCLE: "lifecycle", CLUSTER: "cluster", GRID: "grid"}
 MAX_SEQUENCE = 2**63 - 1
 """Sequence numbers are SQLite integers (signed 64-bit): no move is ever numbered above this."""
+ASSIGNMENTS_FILE = "segments-assignments-{rid}.npz"
+ASSIGNMENTS_GLOB = "segments-assignments-*.npz"
+"""The last re-scoring's assignments, next to segments.sqlite: one columnar file (customer ids sorted,
+per family int32 codes into its segment names), written before the re-scoring's transaction commits."""
+Coded = tuple[np.ndarray, np.ndarray]
+"""(codes, names): a family's segment per customer is names[code] (-1: none)."""
+
+
+class Assignments(NamedTuple):
+    ids: np.ndarray
+    """Customer ids, sorted, unique."""
+    families: dict[int, Coded]
+
+
+def _coded(values: np.ndarray | Coded) -> Coded:
+    if isinstance(values, tuple):
+        codes, names = values
+        return np.asarray(codes, np.int32), np.asarray(names).astype(str)
+    codes, uniques = pd.factorize(np.asarray(values).astype(str))
+    return codes.astype(np.int32), np.asarray(uniques, dtype=str)
+
+
+def _save(path: Path, ids: np.ndarray, families: dict[int, Coded]) -> None:
+    """Sorted by id, written to a temporary file and renamed (readers never see half a file)."""
+    order = np.argsort(ids, kind="stable")
+    arrays = {"customer_ids": ids[order]}
+    for family, (codes, names) in families.items():
+        arrays[f"codes_{family}"], arrays[f"names_{family}"] = codes[order], names
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    with open(tmp, "wb") as out:
+        np.savez(out, **arrays)  # type: ignore[arg-type]
+    os.replace(tmp, path)
+
+
+def load_assignments(path: Path) -> Assignments:
+    with np.load(path, allow_pickle=False) as z:
+        families = {int(k.split("_", 1)[1]): (z[k], z["names_" + k.split("_", 1)[1]]) for k in z.files
+                    if k.startswith("codes_")}
+        return Assignments(z["customer_ids"], families)
+
+
+def _moves(old: Assignments, ids: np.ndarray, new: dict[int, Coded]
+           ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(family, customer ids, from, to) of the customers in both whose segment changed, per family
+    present in both; in the order of ids."""
+    if not len(old.ids):
+        return
+    if len(old.ids) == len(ids) and np.array_equal(old.ids, ids):
+        pos, both = np.arange(len(ids)), np.ones(len(ids), bool)
+    else:
+        pos = np.minimum(np.searchsorted(old.ids, ids), len(old.ids) - 1)
+        both = old.ids[pos] == ids
+    for family, (codes, names) in new.items():
+        if family not in old.families:
+            continue
+        old_codes, old_names = old.families[family]
+        # old name code -> new name code (-2: a name the new assignment does not use)
+        lookup = {n: i for i, n in enumerate(names.tolist())}
+        translate = np.array([lookup.get(n, -2) for n in old_names.tolist()] + [-3], np.int64)
+        was = np.full(len(ids), -1, np.int64)
+        was[both] = old_codes[pos[both]]
+        was = translate[was]  # -1 (not assigned before) -> -3, the last entry
+        changed = (was != -3) & (was != codes)
+        rows = np.flatnonzero(changed)
+        if len(rows):
+            yield family, ids[rows], old_names[old_codes[pos[rows]]], names[codes[rows]]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rescorings (
@@ -70,37 +138,96 @@ class SegmentLog:
             db.executescript(SCHEMA)
 
     def record(self, key: str, snapshot_cutoff: str, models: list[tuple[str, str]], customer_ids: np.ndarray,
-               families: dict[int, np.ndarray]) -> Rescoring:
+               families: Mapping[int, np.ndarray | Coded]) -> Rescoring:
         """Compare these assignments with the stored ones, record the moves, store these instead.
-        The first re-scoring records no moves (there is nothing to move from)."""
+        The first re-scoring records no moves (there is nothing to move from). A family is an array
+        of segment names per customer, or (codes, names) (a segment is names[code])."""
         now = time.time()
         ids = np.asarray(customer_ids).astype(str)
-        new = pd.concat([pd.DataFrame({"customer_id": ids, "family": fam, "segment": np.asarray(seg).astype(str)})
-                         for fam, seg in families.items()], ignore_index=True)
+        coded = {int(f): _coded(v) for f, v in families.items()}
         with sqlite.transaction(self.path) as db:
             row = db.execute("SELECT id FROM rescorings WHERE key = ?", (key,)).fetchone()
             if row is not None:  # already recorded (a restart, or another worker)
                 return self.rescoring(int(row[0]))
-            old = pd.read_sql_query("SELECT customer_id, family, segment FROM assignments", db)
+            previous = db.execute("SELECT MAX(id) FROM rescorings").fetchone()[0]
+            old = self._load(db, previous)
             cur = db.execute("INSERT INTO rescorings (key, snapshot_cutoff, at, models, customers, moves) "
                              "VALUES (?, ?, ?, ?, ?, 0)", (key, snapshot_cutoff, now, json.dumps(models), len(ids)))
             rid = int(cur.lastrowid or 0)
-            both = new.merge(old, on=["customer_id", "family"], suffixes=("", "_old"))
-            moved = both[both["segment"] != both["segment_old"]]
-            db.executemany("INSERT INTO moves (rescoring_id, customer_id, family, from_segment, to_segment, at) "
-                           "VALUES (?, ?, ?, ?, ?, ?)",
-                           ((rid, c, int(f), o, n, now) for c, f, o, n in
-                            zip(moved["customer_id"], moved["family"], moved["segment_old"], moved["segment"])))
-            db.execute("UPDATE rescorings SET moves = ? WHERE id = ?", (len(moved), rid))
-            db.execute("DELETE FROM assignments")
-            db.executemany("INSERT INTO assignments VALUES (?, ?, ?)",
-                           zip(new["customer_id"], new["family"].astype(int), new["segment"]))
+            moved: dict[int, int] = {}
+            if old is not None:
+                for family, cid, was, now_in in _moves(old, ids, coded):
+                    moved[family] = len(cid)
+                    db.executemany("INSERT INTO moves (rescoring_id, customer_id, family, from_segment, to_segment, "
+                                   "at) VALUES (?, ?, ?, ?, ?, ?)",
+                                   ((rid, c, family, o, n, now) for c, o, n in
+                                    zip(cid.tolist(), was.tolist(), now_in.tolist())))
+            db.execute("UPDATE rescorings SET moves = ? WHERE id = ?", (sum(moved.values()), rid))
+            _save(self._file(rid), ids, coded)
+            db.execute("DELETE FROM assignments")  # a state written before the columnar files
+        for stale in self.path.parent.glob(ASSIGNMENTS_GLOB):
+            number = stale.name.split("-")[-1].split(".")[0]
+            if number.isdigit() and int(number) < rid:
+                stale.unlink(missing_ok=True)
         metrics.RESCORINGS.inc()
-        for family, count in moved["family"].value_counts().items():
-            metrics.SEGMENT_MOVES.labels(FAMILY_NAMES.get(int(family), str(family))).inc(int(count))
+        for family, count in moved.items():
+            if count:
+                metrics.SEGMENT_MOVES.labels(FAMILY_NAMES.get(family, str(family))).inc(count)
         with self._changed:
             self._changed.notify_all()
         return self.rescoring(rid)
+
+    def _file(self, rid: int) -> Path:
+        return self.path.parent / ASSIGNMENTS_FILE.format(rid=rid)
+
+    def _load(self, db: sqlite3.Connection, rid: int | None) -> Assignments | None:
+        """The assignments of re-scoring rid (its columnar file; the SQLite table of an older state)."""
+        if rid is None:
+            return None
+        if self._file(rid).exists():
+            return load_assignments(self._file(rid))
+        rows = db.execute("SELECT customer_id, family, segment FROM assignments ORDER BY family, customer_id").fetchall()
+        if not rows:
+            return None
+        frame = pd.DataFrame(rows, columns=["customer_id", "family", "segment"])
+        ids = np.unique(frame["customer_id"].to_numpy(str))
+        out: dict[int, Coded] = {}
+        for family, part in frame.groupby("family"):
+            names = np.full(len(ids), "", dtype=object)
+            names[np.searchsorted(ids, part["customer_id"].to_numpy(str))] = part["segment"].to_numpy(object)
+            present = np.zeros(len(ids), bool)
+            present[np.searchsorted(ids, part["customer_id"].to_numpy(str))] = True
+            codes, uniques = pd.factorize(names)
+            out[int(family)] = (np.where(present, codes, -1).astype(np.int32), np.asarray(uniques, dtype=str))
+        return Assignments(ids, out)
+
+    def current(self) -> Assignments | None:
+        """The assignments of the last re-scoring."""
+        with sqlite.connect(self.path) as db:
+            return self._load(db, db.execute("SELECT MAX(id) FROM rescorings").fetchone()[0])
+
+    def assignments(self, ids: np.ndarray | list[str]) -> dict[int, np.ndarray]:
+        """The stored segment of each id per family ('' where the id has none)."""
+        current = self.current()
+        if current is None:
+            return {}
+        want = np.asarray(ids).astype(str)
+        pos = np.clip(np.searchsorted(current.ids, want), 0, max(len(current.ids) - 1, 0))
+        known = (current.ids[pos] == want) if len(current.ids) else np.zeros(len(want), bool)
+        out = {}
+        for family, (codes, names) in current.families.items():
+            c = np.where(known, codes[pos], -1) if len(current.ids) else np.full(len(want), -1)
+            out[family] = np.where(c >= 0, np.append(names, "")[c], "").astype(object)
+        return out
+
+    def assignment_counts(self) -> dict[int, tuple[int, int]]:
+        """Per family: (assignments, distinct customers) stored."""
+        current = self.current()
+        if current is None:
+            return {}
+        distinct = len(np.unique(current.ids))
+        return {f: (int((codes >= 0).sum()), distinct if (codes >= 0).all() else -1)
+                for f, (codes, _) in current.families.items()}
 
     def rescoring(self, rid: int) -> Rescoring:
         with sqlite.connect(self.path) as db:

@@ -12,9 +12,11 @@ the repository is None (and is not recorded as a segment family until the model 
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -25,12 +27,17 @@ from services.segmentation.changes import CLUSTER, GRID, LIFECYCLE, RFM, Rescori
 from tenure.artifacts import Manifest, safe_name, versions
 from tenure.errors import ArtifactError, InvalidInput, TenureError, UnknownCustomer, UnknownModel
 from tenure.profile import BaseStats
-from tenure.segments import DEFAULT_RFM_RULES, RfmRule, lifecycle_stage, percentile_scores, rfm_segment
+from tenure.segments import DEFAULT_RFM_RULES, RfmRule, lifecycle_stage, rfm_segment
 from tenure.settings import ServiceSettings
 from tenure.store import FeatureSnapshot
 
 MAX_AUDIENCE = 1_000_000
-SCORE_BATCH = 50_000
+SCORE_BATCH = 8_192
+"""Rows per model run of a re-scoring: onnxruntime keeps (per session) the memory of its largest run; the
+clusters model holds about 2 KiB per row in flight."""
+RESCORE_THREADS = min(2, os.cpu_count() or 1)
+"""Threads of a re-scoring's model runs (each session runs single-threaded: settings.ort_threads)."""
+T = TypeVar("T")
 LOOKALIKE_PREFIX = "lookalike-"
 CLUSTERS = "clusters"
 GRID_MODELS = ("churn", "purchase_30d")
@@ -77,8 +84,32 @@ class Lookalike:
     order: np.ndarray
 
 
+def base_percentiles(values: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
+    """percentile_scores(values, values, higher_is_better) with one sort: a value's mid-rank is its
+    first position among the sorted values plus half its count (looked up among the distinct values)."""
+    v = values if higher_is_better else -values
+    ref = np.sort(v)
+    if len(ref) == 0:
+        return np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], ref[1:] != ref[:-1])))
+    counts = np.diff(np.append(starts, len(ref)))
+    at = np.searchsorted(ref[starts], v)
+    mid = (2 * starts[at] + counts[at]) / 2.0
+    return np.clip(1 + np.floor(5 * mid / len(ref)), 1, 5).astype(np.int64)
+
+
+def _chunks(run: Callable[[np.ndarray], T], X: np.ndarray) -> list[T]:
+    """run over X in chunks of SCORE_BATCH rows, in order, on RESCORE_THREADS threads (onnxruntime and
+    numpy release the GIL): a bounded working set (onnxruntime's arena keeps its largest run's memory)."""
+    starts = range(0, len(X), SCORE_BATCH)
+    if len(starts) < 2 or RESCORE_THREADS < 2:
+        return [run(X[s:s + SCORE_BATCH]) for s in starts]
+    with ThreadPoolExecutor(RESCORE_THREADS, thread_name_prefix="rescore") as pool:
+        return list(pool.map(lambda s: run(X[s:s + SCORE_BATCH]), starts))
+
+
 def _batched(predictor: Predictor, X: np.ndarray) -> PredictionTable:
-    parts = [predictor.predict(X[s:s + SCORE_BATCH]) for s in range(0, len(X), SCORE_BATCH)] or [predictor.predict(X)]
+    parts = _chunks(predictor.predict, X) or [predictor.predict(X)]
     fields: dict[str, Any] = {}
     for name in PredictionTable.__dataclass_fields__:
         values = [getattr(p, name) for p in parts]
@@ -105,16 +136,19 @@ class Segmenter:
         self.base_gap = float(np.median(gaps)) if len(gaps) else 30.0
         # The re-scoring: every model over the whole base.
         self.table = _batched(predictor, X)
-        self.r = percentile_scores(self.recency, self.recency, higher_is_better=False)
-        self.f = percentile_scores(self.orders, self.orders)
-        self.m = percentile_scores(self.spend, self.spend)
+        if "lookalike" in predictor.models and "lookalike" not in lookalikes and self.table.lookalike is not None:
+            lookalikes["lookalike"] = self._lookalike(predictor.models["lookalike"], snapshot, self.table.lookalike)
+        self.r = base_percentiles(self.recency, higher_is_better=False)
+        self.f = base_percentiles(self.orders)
+        self.m = base_percentiles(self.spend)
         self.segment = rfm_segment(self.r, self.f, self.m, rules)
         self.stage = lifecycle_stage(self.recency, tenure, gap, self.base_gap)
         self.cluster: np.ndarray | None = None
         self.cluster_info: list[dict[str, Any]] = []
         if clusters is not None:
             cols = column_index(names, clusters.features, clusters.name)
-            self.cluster = np.asarray(clusters.predict(np.ascontiguousarray(X[:, cols])), np.int64)
+            parts = _chunks(lambda x: np.asarray(clusters.predict(np.ascontiguousarray(x[:, cols])), np.int64), X)
+            self.cluster = np.concatenate(parts) if parts else np.zeros(0, np.int64)
             self.cluster_info = sorted(clusters.manifest.params.get("clusters", []), key=lambda c: int(c["id"]))
         self.cluster_names = np.array([c["name"] for c in self.cluster_info], dtype=object)
         self.grid_churn: np.ndarray | None = None
@@ -132,7 +166,7 @@ class Segmenter:
         if log is not None:
             core = self.versions()
             self.rescoring = log.record("|".join(f"{n}={v}" for n, v in core), snapshot.cutoff.isoformat(), core,
-                                        snapshot.customer_ids, self.families())
+                                        snapshot.customer_ids, self.coded_families())
 
     @classmethod
     def load(cls, repo: Path, settings: ServiceSettings, log: SegmentLog | None = None) -> "Segmenter":
@@ -142,8 +176,7 @@ class Segmenter:
         snapshot = predictor.snapshot
         clusters = load_optional(repo, CLUSTERS, settings.ort_threads) if versions(repo, CLUSTERS) else None
         lookalikes: dict[str, Lookalike] = {}
-        if predictor.has("lookalike"):
-            lookalikes["lookalike"] = cls._lookalike(predictor.models["lookalike"], snapshot)
+        # the default lookalike's scores are the re-scoring's (PredictionTable.lookalike): built in __init__
         for name in segmentation_models(repo):
             if not name.startswith(LOOKALIKE_PREFIX):
                 continue
@@ -169,15 +202,18 @@ class Segmenter:
                 + (f"; lookalikes trained by jobs: {', '.join(jobs)}" if jobs else ""))
 
     @staticmethod
-    def _lookalike(model: OnnxModel, snapshot: FeatureSnapshot) -> Lookalike:
-        """The whole base scored by a lookalike model; its seed from the same version's seed_ids.txt."""
+    def _lookalike(model: OnnxModel, snapshot: FeatureSnapshot, scores: np.ndarray | None = None) -> Lookalike:
+        """The whole base scored by a lookalike model (unless given); its seed from the same version's seed_ids.txt."""
         seed_file = model.path.parent / "seed_ids.txt"
         seed = set(seed_file.read_text().split()) if seed_file.exists() else set()
-        cols = column_index(snapshot.feature_names, model.features, model.name)
-        X = snapshot.X
-        scores = np.concatenate([model.predict(np.ascontiguousarray(X[s:s + SCORE_BATCH][:, cols]))
-                                 for s in range(0, len(X), SCORE_BATCH)]) if len(X) else np.zeros(0, np.float32)
-        is_seed = np.isin(snapshot.customer_ids.astype(str), np.array(sorted(seed), dtype=str))
+        if scores is None:
+            cols = column_index(snapshot.feature_names, model.features, model.name)
+            X = snapshot.X
+            parts = _chunks(lambda x: model.predict(np.ascontiguousarray(x[:, cols])), X)
+            scores = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        is_seed = np.zeros(len(snapshot.customer_ids), bool)
+        rows = snapshot.rows(sorted(seed))
+        is_seed[rows[rows >= 0]] = True
         return Lookalike(model, scores, is_seed, np.argsort(-scores, kind="stable"))
 
     # -- segment names per family -------------------------------------------------------------------
@@ -201,6 +237,20 @@ class Segmenter:
             families[CLUSTER] = self.cluster_names[self.cluster]
         if self.grid_churn is not None:
             families[GRID] = self.grid_names()
+        return families
+
+    def coded_families(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """families() as (codes, names) per family (a segment is names[code]): what the SegmentLog stores."""
+        cell_r, cell_fm = np.repeat(np.arange(1, 6), 5), np.tile(np.arange(1, 6), 5)
+        names, cell = np.unique(rfm_segment(cell_r, cell_fm, cell_fm, self.rules).astype(str), return_inverse=True)
+        fm = np.floor((self.f + self.m) / 2 + 0.5).astype(np.int64)  # as rfm_segment; r and fm are 1..5
+        families = {RFM: (cell[(self.r - 1) * 5 + fm - 1], names),
+                    LIFECYCLE: (self.stage, self.stage_names(np.arange(6)).astype(str))}
+        if self.cluster is not None:
+            families[CLUSTER] = (self.cluster, self.cluster_names.astype(str))
+        if self.grid_churn is not None and self.grid_purchase is not None:
+            families[GRID] = (self.grid_churn * 4 + self.grid_purchase,
+                              self.grid_names(np.repeat(np.arange(4), 4), np.tile(np.arange(4), 4)).astype(str))
         return families
 
     def missing_for(self, what: str, label: str = "") -> ModelMissing:

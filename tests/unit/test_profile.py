@@ -97,3 +97,18 @@ def test_empty_group_and_bad_input_raise() -> None:
         profile(X, NAMES[:-1], GROUP)
     with pytest.raises(ValueError, match="unknown feature"):
         profile(X, NAMES, GROUP, features=["nope"])
+
+
+def test_a_base_summed_in_blocks_gives_the_one_block_moments(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tenure.profile as tp
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(10, 3, (1_000, 4)).astype(np.float32)
+    X[rng.random(1_000) < 0.2, 0] = -1.0
+    names = ["gap_mean_days", "b", "c", "d"]
+    whole = BaseStats.compute(X, names)
+    monkeypatch.setattr(tp, "MOMENT_ROWS", 97)
+    blocks = BaseStats.compute(X, names)
+    assert blocks.known_n.tolist() == whole.known_n.tolist() and blocks.n_rows == whole.n_rows
+    np.testing.assert_allclose(blocks.mean, whole.mean, rtol=1e-12)
+    np.testing.assert_allclose(blocks.std, whole.std, rtol=1e-9)
