@@ -15,12 +15,13 @@ import numpy as np
 
 from services.core.errors import ModelMissing
 from services.core.runtime import OnnxModel, inventory, load_present, load_snapshot
+from services.recommendation.candidates import CandidateIndex
 from tenure.data import NO_PRODUCT
 from tenure.errors import ArtifactError, InvalidInput, TooLarge, UnknownCustomer, UnknownProduct
-from tenure.features import PAIR_FEATURES, SOURCE_CO_PURCHASE, customer_columns
+from tenure.features import PAIR_FEATURES, SOURCE_CO_PURCHASE
 from tenure.settings import ServiceSettings
 from tenure.sparse import column_sums
-from tenure.store import FeatureSnapshot
+from tenure.store import Catalog, FeatureSnapshot
 
 MODELS = ("features", "propensity")
 PROPENSITY = "propensity"
@@ -33,6 +34,22 @@ MAX_BASKET_ITEMS = 1_000
 """Items in one basket."""
 BASKET_WEIGHT = 2.0
 """Co-purchase weight of a basket item, vs log1p(count) for an item bought before."""
+
+
+@dataclass
+class CatalogLists:
+    """The catalogue's columns as Python lists, made once per snapshot: responses read them per item
+    without converting numpy scalars."""
+
+    product_ids: list[str]
+    names: list[str]
+    categories: list[str]
+    prices: list[float]
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> "CatalogLists":
+        return cls([str(p) for p in catalog.product_ids.tolist()], [str(n) for n in catalog.names.tolist()],
+                   [str(c) for c in catalog.categories.tolist()], [float(p) for p in catalog.price.tolist()])
 
 
 @dataclass
@@ -56,6 +73,9 @@ class Recommender:
         self.catalog = snapshot.catalog
         self.categories = sorted(set(self.catalog.categories.tolist()) - {""})
         self._category_masks = {c: self.catalog.categories != c for c in self.categories}
+        self.index = CandidateIndex(snapshot)
+        self.catalog_lists = CatalogLists.of(self.catalog)
+        """Per-snapshot arrays: each request computes only its own customer's candidates."""
         self.unavailable = self._unavailable()
         """Why recommendations cannot be made ("" when they can)."""
 
@@ -140,17 +160,17 @@ class Recommender:
         mask[idx] = True
         return new
 
-    def _rank(self, row_features: np.ndarray, hist: np.ndarray, last: np.ndarray, exclude: np.ndarray,
-              k: int, boost: np.ndarray | None = None) -> Ranked:
-        cust = customer_columns(self.snapshot.feature_names, row_features[None, :], self.snapshot.space.categories)
-        cand, source, X = self.snapshot.affinity.candidates(
-            hist[None, :], last[None, :], cust, self.n_candidates, exclude[None, :],
-            None if boost is None else boost[None, :])
-        cand, source = cand[0], source[0]
+    def _rank(self, row: int, exclude: np.ndarray, k: int, boost: np.ndarray | None = None) -> Ranked:
+        """The k best of the candidates of snapshot row `row` (AffinityState.candidates, computed by
+        CandidateIndex), every valid candidate scored by the propensity model."""
+        cand, source, X = self.index.candidates(row, self.n_candidates, exclude, boost)
         valid = cand >= 0
-        scores = self.require().predict(X[valid])
+        n_valid = int(np.count_nonzero(valid))
+        if n_valid < len(cand):
+            cand, source, X = cand[valid], source[valid], X[valid]
+        scores = self.require().predict(X)
         order = np.argsort(-scores, kind="stable")[:k]
-        return Ranked(cand[valid][order], scores[order], source[valid][order], int(valid.sum()))
+        return Ranked(cand[order], scores[order], source[order], n_valid)
 
     def recommend(self, customer_id: str, k: int, exclude_ids: list[str], category: str,
                   recently_shown: Iterable[str] = ()) -> Ranked:
@@ -162,9 +182,7 @@ class Recommender:
         exclude = self._exclusions(exclude_ids, category)
         row = self._customer_row(customer_id)
         n_recent = self._exclude_recent(exclude, recently_shown)
-        aff = self.snapshot.affinity
-        ranked = self._rank(self.snapshot.X[row], aff.hist[row].toarray()[0], aff.hist_last[row].toarray()[0],
-                            exclude, k)
+        ranked = self._rank(row, exclude, k)
         ranked.excluded_recently_shown = n_recent
         return ranked
 
@@ -205,9 +223,7 @@ class Recommender:
             row = self._customer_row(customer_id)
             only = np.ones(P, bool)
             only[cand] = False
-            personal = self._rank(self.snapshot.X[row], self.snapshot.affinity.hist[row].toarray()[0],
-                                  self.snapshot.affinity.hist_last[row].toarray()[0], only, len(cand),
-                                  boost=BASKET_WEIGHT * in_basket)
+            personal = self._rank(row, only, len(cand), boost=BASKET_WEIGHT * in_basket)
             p = np.zeros(P, np.float32)
             p[personal.products] = personal.scores
             score = 1 - (1 - score) * (1 - p[cand])

@@ -34,14 +34,14 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
             recent = self.feedback.recently_shown(request.customer_id, time.time(), self.exclude_days)
         ranked = rec.recommend(request.customer_id, request.k, list(request.exclude_product_ids), request.category,
                                recent)
-        return convert.response(ranked, rec.catalog, rec.model_version(), uuid.uuid4().hex)
+        return convert.response(ranked, rec.catalog_lists, rec.model_version(), uuid.uuid4().hex)
 
     def RecommendForBasket(self, request: recommendation_pb2.RecommendForBasketRequest,
                            context: grpc.ServicerContext) -> recommendation_pb2.RecommendResponse:
         rec = self.holder.get()
         ranked = rec.recommend_for_basket(convert.basket_items(request),
                                          request.customer_id, request.k, list(request.exclude_product_ids))
-        return convert.response(ranked, rec.catalog, rec.model_version(), uuid.uuid4().hex)
+        return convert.response(ranked, rec.catalog_lists, rec.model_version(), uuid.uuid4().hex)
 
     def RecordFeedback(self, request: recommendation_pb2.RecordFeedbackRequest,
                        context: grpc.ServicerContext) -> recommendation_pb2.RecordFeedbackResponse:
