@@ -128,7 +128,8 @@ def _import_onnx(args: argparse.Namespace) -> None:
     from training.export import import_onnx
 
     names = Path(args.feature_names).read_text().split() if args.feature_names else None
-    path = import_onnx(Path(args.models), args.name, Path(args.onnx), names)
+    path = import_onnx(Path(args.models), args.name, Path(args.onnx), names,
+                       lightgbm=Path(args.lightgbm) if args.lightgbm else None)
     print(f"imported {args.onnx} as {args.name} -> {path}")
 
 
@@ -336,6 +337,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--onnx", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--feature-names", help="file with the input's column names, whitespace-separated")
+    p.add_argument("--lightgbm", metavar="MODEL.txt",
+                   help="the same model's LightGBM text file: also compile it to machine code (needs the [train] "
+                        "extra and ld), kept only if it gives the ONNX model's answers")
     p.add_argument("--models", help=MODELS_HELP)
     p.set_defaults(func=_import_onnx)
 

@@ -183,6 +183,9 @@ class ServiceSettings:
     segmentation_port: int = 50053
     ort_threads: int = 1
     """onnxruntime intra-op threads per session (spinning is always off); 0 = the CPU quota / workers."""
+    tree_backend: str = "auto"
+    """auto: a model whose version holds a compiled forest (training.compiled) runs it once it matches
+    onnxruntime on sample rows; onnxruntime: always onnxruntime."""
     workers: int = 1
     """Server processes sharing the port (SO_REUSEPORT); 0 = one per CPU of the quota."""
     max_batch_rows_per_run: int = 1024
@@ -356,6 +359,7 @@ SERVICE_LIMITS: dict[str, Limit] = {
     "recommendation_port": Limit(0, 65535),
     "segmentation_port": Limit(0, 65535),
     "ort_threads": Limit(0, 256),
+    "tree_backend": Limit(choices=("auto", "onnxruntime")),
     "workers": Limit(0, 256),
     "max_batch_rows_per_run": Limit(1, 1_000_000),
     "max_queue_delay_us": Limit(0, 10_000_000),

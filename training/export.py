@@ -15,6 +15,7 @@ from onnxmltools.convert.common.data_types import FloatTensorType
 
 from tenure.artifacts import ORT_TO_OIP, Manifest, write_artifact
 from tenure.errors import ArtifactError
+from training.compiled import compile_binary
 from training.contrib import snap_onnx_thresholds
 from training.evaluation import evaluation_file
 from training.lgbm import positive_proba
@@ -107,12 +108,15 @@ def export_binary(
     horizon_exponent: float = 1.0,
     positive_is_none: bool = False,
     evaluation: dict[str, Any] | None = None,
+    compile_forest: bool = False,
 ) -> Path:
     """Convert, check parity on X_check (held-out rows), write models/<name>/<version>/ with
     evaluation.json (the given holdout curves + feature importance, training.evaluation).
 
     horizon_exponent != 1: the model was trained on a label window shorter than the horizon it
-    answers; the graph extends it (extend_horizon_graph) and parity checks the extended output."""
+    answers; the graph extends it (extend_horizon_graph) and parity checks the extended output.
+
+    compile_forest: also write the forest compiled to machine code (training.compiled), when possible."""
     onnx_bytes = lightgbm_to_onnx(model, len(feature_names))
     if horizon_exponent != 1.0:
         onnx_bytes = extend_horizon_graph(onnx_bytes, horizon_exponent, positive_is_none)
@@ -128,6 +132,11 @@ def export_binary(
         data_fingerprint=data_fingerprint)
     files: dict[str, bytes | Path] = {"model.onnx": onnx_bytes, **evaluation_file(model, feature_names, evaluation),
                                       **(extra_files or {})}
+    compiled = compile_binary(model, X_check, horizon_exponent=horizon_exponent,
+                              positive_is_none=positive_is_none) if compile_forest else None
+    if compiled is not None:
+        files[compiled[1]["file"]] = compiled[0]
+        manifest.params["compiled"] = compiled[1]
     path = write_artifact(repo, manifest, files)
     log.info("exported %s -> %s (parity %.1e on %d rows)", name, path, diff, len(X_check))
     return path
@@ -167,8 +176,11 @@ def _tensor_specs(nodes: list[Any]) -> list[dict[str, Any]]:
 
 
 def import_onnx(repo: Path, name: str, onnx_path: Path, feature_names: list[str] | None = None,
-                metrics: dict[str, Any] | None = None) -> Path:
-    """Put an ONNX model trained elsewhere into the repository, its signature read from the graph."""
+                metrics: dict[str, Any] | None = None, lightgbm: Path | None = None) -> Path:
+    """Put an ONNX model trained elsewhere into the repository, its signature read from the graph.
+
+    lightgbm: the same model's LightGBM text file, compiled into the version (training.compiled) once it
+    gives the graph's answers; ArtifactError (nothing written) when it cannot be compiled or differs."""
     onnx_bytes = Path(onnx_path).read_bytes()
     try:
         sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
@@ -183,4 +195,11 @@ def import_onnx(repo: Path, name: str, onnx_path: Path, feature_names: list[str]
     manifest = Manifest(name=name, kind="onnx", features=features, inputs=inputs,
                         outputs=([proba] if proba else []) + [o for o in outputs if o is not proba],
                         metrics=metrics or {}, params={"imported_from": Path(onnx_path).name})
-    return write_artifact(repo, manifest, {"model.onnx": onnx_bytes})
+    files: dict[str, bytes | Path] = {"model.onnx": onnx_bytes}
+    if lightgbm is not None:
+        from training.compiled import compile_for_onnx
+
+        data, spec = compile_for_onnx(Path(lightgbm), sess, len(features))
+        files[spec["file"]] = data
+        manifest.params["compiled"] = spec
+    return write_artifact(repo, manifest, files)

@@ -86,6 +86,7 @@ def train_churn(shop: Shop, repo: Path, settings: TrainSettings, name: str = "ch
                 "active_window_days": settings.active_window_days, "dataset": shop.name},
         data_fingerprint=fingerprint(shop),
         horizon_exponent=model.horizon_exponent_, positive_is_none=True, evaluation=model.evaluation_,
+        compile_forest=True,  # StreamScore and Score run it on every chunk: the compiled forest is ~2x onnxruntime
     )
     # The churn model's own tree contributions, for the reasons the services give.
     contributions = export_contributions(
@@ -313,6 +314,7 @@ def train_propensity(shop: Shop, repo: Path, settings: TrainSettings, space: Fea
         training_window=_window(history.first, prop.train_cutoff_, prop.holdout_cutoff_) | {"holdout_label_end": str(end.date())},
         params={"horizon_days": horizon, "n_candidates": settings.n_candidates_eval},
         data_fingerprint=fp,
+        compile_forest=True,  # Recommend scores every candidate (200+ rows) on each call: ~5x onnxruntime there
     )
     return {"name": "propensity", "path": str(path), "metrics": pm}
 
@@ -398,6 +400,7 @@ def train_lookalike(repo: Path, settings: TrainSettings, seed_ids: list[str] | N
         params={"seed": described, "seed_size": int(len(seed_rows)), "excluded_features": list(exclude)},
         extra_files={"seed_ids.txt": seed_text.encode()},
         evaluation=look.evaluation_,
+        compile_forest=True,  # with churn's, Score runs both forests directly: ~10% less server CPU per call
     )
     return {"name": name, "path": str(path), "metrics": metrics}
 

@@ -20,9 +20,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from services.core import handlers, metrics, security
+from services.core import handlers, metrics, runtime, security
 from services.core.interceptor import ACCESS, Interceptor
-from services.core.runtime import Holder, release_memory
+from services.core.runtime import Holder, limit_malloc_arenas, release_memory
 from services.core.tracing import Tracing, service_name, start_tracing
 from tenure.errors import ConfigError
 from tenure.settings import ServiceSettings, cpu_quota
@@ -186,6 +186,7 @@ def build_service(
     TLS when settings.tls_cert_file/tls_key_file are set (mutual TLS with tls_client_ca_file); a
     missing or unreadable file stops here with one SecurityConfigError.
     """
+    runtime.TREE_BACKEND = settings.tree_backend  # read by OnnxModel when the holders load models
     credentials = None
     if settings.tls_cert_file or settings.tls_key_file or settings.tls_client_ca_file:
         credentials = security.server_credentials(settings.tls_cert_file, settings.tls_key_file,
@@ -310,6 +311,7 @@ def _serve_one(make: Callable[[ServiceSettings, str], Service], settings: Servic
     """One server process: serve, drain on SIGTERM, then exit (os._exit, see _flush_and_exit). A
     setting or file that stops the server before it serves raises as before (one line, exit 2)."""
     _configure_logging()
+    limit_malloc_arenas()  # before any thread exists
     if core is not None:
         # Before any thread exists, so that grpc's, onnxruntime's and ours all stay on this core.
         os.sched_setaffinity(0, {core})
