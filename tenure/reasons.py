@@ -10,6 +10,7 @@ family (features as laid out by `tenure.features.FeatureSpace.names`), with a ge
 """
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -95,6 +96,21 @@ class ReasonWriter:
         for row, rc, rv in zip(X.tolist(), cols.tolist(), vals.tolist()):
             out.append([Reason(names[j], v, templates[j](row, row[j])) for j, v in zip(rc, rv) if j >= 0])
         return out
+
+    def explain_values(self, contributions: Sequence[float], x: Sequence[float], k: int | None = None) -> list[Reason]:
+        """`explain` of one row given as plain floats (contributions [F] or [F + 1] with the bias
+        last, features [F]): the same reasons in the same order, without numpy's per-call cost (the
+        per-request path)."""
+        F = len(self.names)
+        if len(x) != F or len(contributions) not in (F, F + 1):
+            raise ValueError(f"expected {F} features and {F} or {F + 1} contributions, "
+                             f"got {len(x)} and {len(contributions)}")
+        # (-value, column) ascending = largest first, ties lower column first (explain's stable sort);
+        # NaN is not > 0, so it is never a reason.
+        top = heapq.nsmallest(self.k if k is None else k,
+                              [(-v, j) for j, v in enumerate(contributions[:F]) if v > 0])
+        names, templates = self.names, self._templates
+        return [Reason(names[j], -v, templates[j](x, x[j])) for v, j in top]
 
     def explain_row(self, contributions: np.ndarray, x: np.ndarray, k: int | None = None) -> list[Reason]:
         """One row: contributions [F] or [F + 1], features [F]."""

@@ -65,7 +65,10 @@ class _Item:
         self.deadline = deadline
         self.alive = alive
         self.enqueued = enqueued
-        self.done = threading.Event()
+        self.done = threading.Lock()
+        """Held until the request is answered or its caller is woken to lead a batch: a bare lock rather
+        than an Event (whose wait and set are Python code), released exactly once per wake-up."""
+        self.done.acquire()
         self.outputs: list[np.ndarray] | None = None
         self.error: BaseException | None = None
         self.batch: list[_Item] | None = None
@@ -79,8 +82,8 @@ class Batcher:
                  max_queue_rows: int = 100_000) -> None:
         """name: the model(s) it runs, the `model` label of tenure_batch_rows / tenure_batch_queue_seconds."""
         self._run = run
-        self._batch_rows = metrics.BATCH_ROWS.labels(name or "unnamed")
-        self._queue_seconds = metrics.BATCH_QUEUE.labels(name or "unnamed")
+        self._batch_rows = metrics.fast_observe(metrics.BATCH_ROWS.labels(name or "unnamed"))
+        self._queue_seconds = metrics.fast_observe(metrics.BATCH_QUEUE.labels(name or "unnamed"))
         self.max_batch_rows = max_batch_rows
         self.max_queue_delay_s = max_queue_delay_us / 1e6
         self.max_queue_rows = max_queue_rows
@@ -129,13 +132,13 @@ class Batcher:
                 start = time.perf_counter()
                 outputs = self._run(x)
                 self.stats.record_batch(len(x), time.perf_counter() - start)
-                self._batch_rows.observe(len(x))
-                self._queue_seconds.observe(0.0)
+                self._batch_rows(len(x))
+                self._queue_seconds(0.0)
                 return outputs
             finally:
                 self._hand_over()
         if batch is None:
-            item.done.wait()
+            item.done.acquire()  # released by _finish or _hand_over
             batch, item.batch = item.batch, None
         if batch:
             self._lead(batch)
@@ -162,7 +165,7 @@ class Batcher:
                 self._finish(item, error=Cancelled("the caller went away while the request was queued"))
                 continue
             self.stats.queue_seconds += now - item.enqueued
-            self._queue_seconds.observe(now - item.enqueued)
+            self._queue_seconds(now - item.enqueued)
             batch.append(item)
             rows += len(item.x)
         self._busy = bool(batch)
@@ -179,7 +182,7 @@ class Batcher:
                 self._finish(item, error=err)
         else:
             self.stats.record_batch(len(x), time.perf_counter() - start)
-            self._batch_rows.observe(len(x))
+            self._batch_rows(len(x))
             offset = 0
             for item in batch:
                 n = len(item.x)
@@ -194,9 +197,9 @@ class Batcher:
             following = self._take()
             if following:
                 following[0].batch = following
-                following[0].done.set()
+                following[0].done.release()
 
     @staticmethod
     def _finish(item: _Item, outputs: list[np.ndarray] | None = None, error: BaseException | None = None) -> None:
         item.outputs, item.error = outputs, error
-        item.done.set()
+        item.done.release()

@@ -65,11 +65,18 @@ ROWS: dict[str, tuple[Callable[[Any], int], int]] = {
     "/tenure.v1.SegmentationService/GetSegments": (lambda r: len(r.customer_ids), BULK_ROWS),
     "/tenure.v1.SegmentationService/StartLookalikeJob": (lambda r: len(r.seed_customer_ids), BULK_ROWS),
     "/tenure.v1.RecommendationService/RecordFeedback": (lambda r: len(r.events), BULK_ROWS),
-    "/inference.GRPCInferenceService/ModelInfer": (
-        lambda r: max((t.shape[0] for t in r.inputs if t.shape), default=0), MODEL_RUN_BULK_ROWS),
+    "/inference.GRPCInferenceService/ModelInfer": (lambda r: _infer_rows(r.inputs), MODEL_RUN_BULK_ROWS),
 }
 """Rows of a unary request and the rows above which it is a bulk call, for the methods whose cost grows
 with them."""
+
+
+def _infer_rows(inputs: Any) -> int:
+    """Rows of a ModelInfer request: the largest first dimension of its inputs."""
+    if len(inputs) == 1:  # the common case, without a generator
+        shape = inputs[0].shape
+        return shape[0] if shape else 0
+    return max((t.shape[0] for t in inputs if t.shape), default=0)
 
 
 def call_class(method: str, request: Message | None, streaming: bool) -> str:
@@ -125,6 +132,16 @@ class CallLimiter:
     @contextmanager
     def admit(self, method: str, kind: str, context: grpc.ServicerContext) -> Iterator[None]:
         """Run a call of this class, or refuse it (bulk beyond the bound) or drop it (expired)."""
+        bulk = self.enter(method, kind, context)
+        try:
+            yield
+        finally:
+            if bulk:
+                self.leave()
+
+    def enter(self, method: str, kind: str, context: grpc.ServicerContext) -> bool:
+        """`admit` without a context manager (the unary path: one frame less per call): True when the
+        call holds a bulk slot, to give back with `leave` once it ends."""
         bulk = kind == BULK
         if bulk and not self._bulk.acquire(blocking=False):
             self._count("refused")
@@ -142,11 +159,16 @@ class CallLimiter:
             if self.hook is not None:
                 self.hook(method, kind)
             refuse_if_gone(context, self)
-            yield
-        finally:
+        except BaseException:
             if bulk:
-                self._count("bulk_running", -1)
-                self._bulk.release()
+                self.leave()
+            raise
+        return bulk
+
+    def leave(self) -> None:
+        """A bulk call ended: its slot is free."""
+        self._count("bulk_running", -1)
+        self._bulk.release()
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -183,7 +205,13 @@ def _handler(method: MethodDescriptor, behavior: Callable[..., Any], limiter: Ca
              control_pool: ThreadPoolExecutor) -> grpc.RpcMethodHandler:
     path = f"/{method.containing_service.full_name}/{method.name}"
     request_type: type[Message] = message_factory.GetMessageClass(method.input_type)
-    serialize = message_factory.GetMessageClass(method.output_type).SerializeToString
+    serialize_message = message_factory.GetMessageClass(method.output_type).SerializeToString
+    sized = path in ROWS  # else the call class is the same for every call
+    fixed_kind = call_class(path, None, method.server_streaming or method.client_streaming)
+
+    def serialize(response: Any) -> bytes:
+        """A behavior may return its response already serialised (bytes): sent as it is."""
+        return response if type(response) is bytes else serialize_message(response)
 
     def decode(raw: bytes, context: grpc.ServicerContext) -> Message:
         try:
@@ -203,8 +231,12 @@ def _handler(method: MethodDescriptor, behavior: Callable[..., Any], limiter: Ca
     def unary_unary(raw: bytes, context: grpc.ServicerContext) -> Any:
         refuse_if_gone(context, limiter)
         request = decode(raw, context)
-        with limiter.admit(path, call_class(path, request, False), context):
+        bulk = limiter.enter(path, call_class(path, request, False) if sized else fixed_kind, context)
+        try:
             return behavior(request, context)
+        finally:
+            if bulk:
+                limiter.leave()
 
     def unary_stream(raw: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
         refuse_if_gone(context, limiter)

@@ -140,27 +140,27 @@ class Interceptor(grpc.ServerInterceptor):
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """`handler` with every call counted, timed, logged and its errors mapped to status."""
         service, _, name = method.lstrip("/").rpartition("/")
-        duration = metrics.DURATION.labels(service, name)
-        in_flight = metrics.IN_FLIGHT.labels(service, name)
-        counters: dict[grpc.StatusCode, Any] = {}
+        observe = metrics.fast_observe(metrics.DURATION.labels(service, name))
+        in_flight = metrics.fast_add(metrics.IN_FLIGHT.labels(service, name))
+        counters: dict[grpc.StatusCode, Callable[[float], None]] = {}
         log_all, log_errors = self.access_log == "all", self.access_log != "off"
         put = ACCESS.put
 
         def done(context: grpc.ServicerContext, code: grpc.StatusCode, start: float, request_id: str) -> None:
             seconds = time.perf_counter() - start
-            in_flight.dec()
-            duration.observe(seconds)
-            counter = counters.get(code)
-            if counter is None:
-                counter = counters[code] = metrics.REQUESTS.labels(service, name, code.name)
-            counter.inc()
+            in_flight(-1)
+            observe(seconds)
+            count = counters.get(code)
+            if count is None:
+                count = counters[code] = metrics.fast_add(metrics.REQUESTS.labels(service, name, code.name))
+            count(1)
             if log_all or (log_errors and code is not _OK):
                 put((method, code, seconds, context.peer(), request_id))
 
         def unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
             def call(request: Any, context: grpc.ServicerContext) -> Any:
                 start = time.perf_counter()
-                in_flight.inc()
+                in_flight(1)
                 request_id = _request_id(context)
                 code = _OK
                 try:
@@ -180,7 +180,7 @@ class Interceptor(grpc.ServerInterceptor):
         def streaming(behavior: Callable[..., Any]) -> Callable[..., Any]:
             def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 start = time.perf_counter()
-                in_flight.inc()
+                in_flight(1)
                 request_id = _request_id(context)
                 code = _OK
                 try:

@@ -14,7 +14,8 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any, Iterable
+from bisect import bisect_left
+from typing import Any, Callable, Iterable
 
 from prometheus_client import (
     REGISTRY,
@@ -153,3 +154,31 @@ def snapshot_swapped(old: str, new: str, cutoff: Any) -> None:
                 SNAPSHOT_TIME.labels(old).set(0)
                 if not multiprocess():
                     SNAPSHOT_TIME.remove(old)
+
+
+def fast_observe(child: Any) -> Callable[[float], None]:
+    """`child.observe` of a labelled Histogram child for the serving path: the same two value increments
+    (the sum, the first bucket whose bound is >= the amount) without prometheus_client's per-call checks,
+    which a labelled child always passes. Falls back to child.observe should the internals differ."""
+    try:
+        bounds, buckets, total = list(child._upper_bounds), list(child._buckets), child._sum
+        assert len(bounds) == len(buckets) and bounds[-1] == float("inf") and hasattr(total, "inc")
+    except (AttributeError, AssertionError):
+        return child.observe  # type: ignore[no-any-return]
+    add = total.inc
+
+    def observe(amount: float) -> None:
+        add(amount)
+        if amount == amount:  # NaN is in no bucket (prometheus_client's loop finds none either)
+            buckets[bisect_left(bounds, amount)].inc(1)
+
+    return observe
+
+
+def fast_add(child: Any) -> Callable[[float], None]:
+    """`child.inc` of a labelled Counter child or a labelled (not "mostrecent") Gauge child for the serving
+    path: the value's own increment (a gauge's dec is fast_add(child)(-1)); falls back to child.inc."""
+    value = getattr(child, "_value", None)
+    if value is None or not hasattr(value, "inc") or getattr(child, "_is_most_recent", False):
+        return child.inc  # type: ignore[no-any-return]
+    return value.inc  # type: ignore[no-any-return]

@@ -20,13 +20,14 @@ once and reported missing like an absent one (services.core.runtime.load_present
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from services.core.runtime import OnnxModel, column_index, load_present, load_snapshot
+from services.core.runtime import WARMUP_ROWS, FusedModels, OnnxModel, column_index, load_present, load_snapshot
 from tenure.errors import ArtifactError
 from tenure.reasons import Reason, ReasonWriter, expected_days_to_churn
 from tenure.settings import ServiceSettings
@@ -37,6 +38,8 @@ PURCHASE_MODELS = tuple(f"purchase_{h}d" for h in HORIZONS)
 PREDICTION_MODELS = ("churn", "churn-contributions", "clv", *PURCHASE_MODELS, "channel", "lookalike")
 """Every model a Predictor uses when the repository holds it, in the order they are reported."""
 MODEL_NAMES = (SNAPSHOT_NAME, *PREDICTION_MODELS)
+_MATRIX_MODELS = frozenset({"churn-contributions", "channel"})
+"""Models whose whole output is used (not one score column)."""
 BAND_LOW, BAND_MEDIUM, BAND_HIGH = 1, 2, 3
 _EPS = 1e-9
 
@@ -83,6 +86,49 @@ def next_purchase(P: np.ndarray, horizons: tuple[int, ...]) -> np.ndarray | None
     return next_purchase_days(filled[:, 0], filled[:, 1], filled[:, 2])
 
 
+def days_to_churn_one(p: float, horizon_days: float, recency_days: float, gap_mean_days: float,
+                      overdue_factor: float = 2.0) -> float:
+    """tenure.reasons.expected_days_to_churn of one row (with its overdue floor), the same operations
+    in scalar arithmetic: a per-request call costs a few microseconds instead of numpy's ~50."""
+    if p != p:
+        return math.nan
+    q = min(max(p, 0.0), 1.0)
+    rate = -math.log1p(-q) / horizon_days if q < 1.0 else math.inf
+    d0 = max(overdue_factor * gap_mean_days - recency_days, 0.0) if gap_mean_days > 0 else 0.0
+    tail = 0.0 if rate == math.inf else math.exp(-rate * d0) / rate if rate > 0 else math.inf
+    return min(d0 + tail, 10.0 * horizon_days)
+
+
+def _clip_probability(p: float) -> float:
+    return min(max(p, _EPS), 1.0 - _EPS)
+
+
+def next_purchase_one(p7: float, p30: float, p90: float) -> float:
+    """tenure.timing.next_purchase_days of one row (every horizon present), in scalar arithmetic;
+    NaN when a probability is NaN (callers then use the vectorised form)."""
+    if p7 != p7 or p30 != p30 or p90 != p90:
+        return math.nan
+    a = _clip_probability(p7)
+    b = max(a, _clip_probability(p30))
+    c = max(b, _clip_probability(p90))
+    S = (1.0, 1.0 - a, 1.0 - b, 1.0 - c)
+    target = 1.0 - 0.5 * c
+    k = next((j for j in range(len(HORIZONS)) if S[j + 1] <= target), 0)
+    edges = (0.0, *map(float, HORIZONS))
+    start, width = edges[k], edges[k + 1] - edges[k]
+    hazard = math.log(S[k] / S[k + 1]) / width
+    if not hazard > 0:
+        return math.nan
+    return start + min(max(math.log(S[k] / target) / hazard, 0.0), width)
+
+
+def average_gap_one(gap_mean_days: float, p90: float, horizon_days: int) -> float:
+    """tenure.timing.average_gap_days of one row, in scalar arithmetic."""
+    if gap_mean_days >= 0:
+        return gap_mean_days
+    return horizon_days / -math.log1p(-_clip_probability(p90))
+
+
 @dataclass
 class PredictionTable:
     """Predictions for rows of feature vectors (arrays of the same length); None where the model
@@ -105,8 +151,28 @@ class PredictionTable:
     lookalike: np.ndarray | None
 
 
+class _FusedPredictions(FusedModels):
+    """Every prediction model in one onnxruntime session (services.core.runtime.FusedModels): a
+    per-request Predict pays for one run instead of one per model."""
+
+    def outputs(self, X: np.ndarray) -> list[np.ndarray]:
+        """float32 (n, n_features) -> each model's first output whole, (n, k), in model order."""
+        got = self.session.run(self._outputs, {"features": X})
+        for rows in self._rows:
+            rows.inc(len(X))
+        return [g.reshape(len(X), -1) for g in got]
+
+    def warm_up(self, n_features: int) -> None:
+        """Run the usual batch sizes once (not counted in tenure_rows_scored_total)."""
+        for n in WARMUP_ROWS:
+            self.session.run(self._outputs, {"features": np.zeros((n, n_features), np.float32)})
+
+
 class Predictor:
-    def __init__(self, snapshot: FeatureSnapshot, models: dict[str, OnnxModel], settings: ServiceSettings) -> None:
+    def __init__(self, snapshot: FeatureSnapshot, models: dict[str, OnnxModel], settings: ServiceSettings,
+                 fused: bool = False) -> None:
+        """fused: also build one session of every model for `predict_with_reasons` (the scoring
+        service's per-request Predict; a few MB more)."""
         self.snapshot = snapshot
         self.models = models
         self.features = snapshot.feature_names
@@ -128,6 +194,21 @@ class Predictor:
         self.column = {n: i for i, n in enumerate(self.features)}
         self._recency, self._gap, self._spend = (self.column["recency_days"], self.column["gap_mean_days"],
                                                  self.column["spend_total"])
+        c = self.cutoff
+        self._cutoff_ordinal = c.date().toordinal()
+        self._cutoff_day_ns = (((c.hour * 60 + c.minute) * 60 + c.second) * 1_000_000 + c.microsecond) * 1000 \
+            + int(getattr(c, "nanosecond", 0))
+        # A model with a compiled forest runs it here too, so that Predict, Score, StreamScore and the
+        # segmentation service give the same bits for it; the fused session holds the others.
+        self._compiled_names = [n for n in PREDICTION_MODELS
+                                if n in models and n not in _MATRIX_MODELS and models[n].forest is not None]
+        self._fused_names = [n for n in PREDICTION_MODELS if n in models and n not in self._compiled_names]
+        self._fused: _FusedPredictions | None = None
+        if fused and self._fused_names:
+            self._fused = _FusedPredictions([models[n] for n in self._fused_names],
+                                            [self._cols[n] for n in self._fused_names], len(self.features),
+                                            settings.ort_threads)
+            self._fused.warm_up(len(self.features))
 
     def _columns(self, model: OnnxModel) -> np.ndarray | None:
         """None when the model takes the snapshot's feature vector as it is."""
@@ -135,9 +216,10 @@ class Predictor:
         return None if np.array_equal(cols, np.arange(len(self.features))) else cols
 
     @classmethod
-    def load(cls, repo: Path, settings: ServiceSettings, snapshot: FeatureSnapshot | None = None) -> "Predictor":
+    def load(cls, repo: Path, settings: ServiceSettings, snapshot: FeatureSnapshot | None = None,
+             fused: bool = False) -> "Predictor":
         snapshot = snapshot or load_snapshot(repo)
-        return cls(snapshot, load_present(repo, PREDICTION_MODELS, settings.ort_threads), settings)
+        return cls(snapshot, load_present(repo, PREDICTION_MODELS, settings.ort_threads), settings, fused)
 
     def has(self, name: str) -> bool:
         return name in self.models
@@ -152,30 +234,75 @@ class Predictor:
     def predict(self, X: np.ndarray) -> PredictionTable:
         """Every prediction the repository's models make, for rows of the snapshot's feature layout
         (float32, finite)."""
+        scores = {name: self.score(name, X) for name in PREDICTION_MODELS if name not in _MATRIX_MODELS and self.has(name)}
+        channel = self.models.get("channel")
+        return self._table(X, scores, channel.matrix(self._input("channel", X)) if channel is not None else None)
+
+    def predict_with_reasons(self, X: np.ndarray, k: int = 3) -> tuple[PredictionTable, list[list[Reason]]]:
+        """`predict` and `reasons` together, from one run of the fused session (the same answers)."""
+        if self._fused is None or len(X) == 0:
+            return self.predict(X), self.reasons(X, k)
+        outputs = dict(zip(self._fused_names, self._fused.outputs(X)))
+        scores = {name: self.score(name, X) for name in self._compiled_names}
+        for name, out in outputs.items():
+            if name in _MATRIX_MODELS:
+                continue
+            column = self.models[name].column
+            scores[name] = out[:, column] if column is not None else out.reshape(len(X))
+        table = self._table(X, scores, outputs.get("channel"))
+        contributions = outputs.get("churn-contributions")
+        if self.writer is None or contributions is None or not self.has("churn"):
+            return table, [[] for _ in range(len(X))]
+        Xc = self._input("churn-contributions", X)
+        if len(X) == 1:
+            return table, [self.writer.explain_values(contributions[0].tolist(), Xc[0].tolist(), k)]
+        return table, self.writer.explain(contributions, Xc, k)
+
+    def _table(self, X: np.ndarray, scores: dict[str, np.ndarray], channels: np.ndarray | None) -> PredictionTable:
+        """The PredictionTable from the models' score columns (name -> (n,)) and the channel matrix."""
         n = len(X)
-        recency, gap = X[:, self._recency].astype(np.float64), X[:, self._gap].astype(np.float64)
-        churn = self.score("churn", X) if self.has("churn") else None
+        churn = scores.get("churn")
         P = np.full((n, len(HORIZONS)), np.nan, np.float32)
         for k, name in enumerate(PURCHASE_MODELS):
-            if self.has(name):
-                P[:, k] = self.score(name, X)
-        if HORIZONS[-1] in self.horizons:
-            avg_gap = average_gap_days(gap, P[:, -1], HORIZONS[-1]) if n else np.zeros(0)
-        else:  # the observed mean gap (two orders or more) needs no model
-            avg_gap = np.where(gap >= 0, gap, np.nan)
-        channel = self.models.get("channel")
+            if name in scores:
+                P[:, k] = scores[name]
+        clv = scores.get("clv")
+        days_to_churn = next_days = avg_gap = None
+        if n == 1:  # per-request calls: scalar arithmetic, the same operations as the vectorised forms
+            x = X[0]
+            recency, gap = float(x[self._recency]), float(x[self._gap])
+            if churn is not None:
+                days_to_churn = np.array([days_to_churn_one(float(churn[0]), self.churn_horizon_days, recency, gap)])
+            if len(self.horizons) == len(HORIZONS):
+                p = P[0].tolist()
+                one = next_purchase_one(p[0], p[1], p[2])
+                next_days = np.array([one]) if one == one else None
+                avg_gap = np.array([average_gap_one(gap, p[-1], HORIZONS[-1])])
+            elif HORIZONS[-1] not in self.horizons:
+                avg_gap = np.array([gap if gap >= 0 else math.nan])
+        if days_to_churn is None and churn is not None:
+            recency_days, gap_days = X[:, self._recency].astype(np.float64), X[:, self._gap].astype(np.float64)
+            days_to_churn = (expected_days_to_churn(churn, self.churn_horizon_days, recency_days, gap_days)
+                             if n else np.zeros(0))
+        if next_days is None:
+            next_days = next_purchase(P, self.horizons)
+        if avg_gap is None:
+            gap_days = X[:, self._gap].astype(np.float64)
+            if HORIZONS[-1] in self.horizons:
+                avg_gap = average_gap_days(gap_days, P[:, -1], HORIZONS[-1]) if n else np.zeros(0)
+            else:  # the observed mean gap (two orders or more) needs no model
+                avg_gap = np.where(gap_days >= 0, gap_days, np.nan)
         return PredictionTable(
             churn=churn,
             churn_band=bands(churn, *self.thresholds) if churn is not None else None,
-            days_to_churn=(expected_days_to_churn(churn, self.churn_horizon_days, recency, gap) if n else np.zeros(0))
-            if churn is not None else None,
+            days_to_churn=days_to_churn,
             clv_historic=X[:, self._spend].astype(np.float64),
-            clv_predicted=np.maximum(self.score("clv", X).astype(np.float64), 0.0) if self.has("clv") else None,
+            clv_predicted=np.maximum(clv.astype(np.float64), 0.0) if clv is not None else None,
             purchase=P,
-            next_purchase_days=next_purchase(P, self.horizons),
+            next_purchase_days=next_days,
             avg_gap_days=avg_gap,
-            channels=channel.matrix(self._input("channel", X)) if channel is not None else None,
-            lookalike=self.score("lookalike", X) if self.has("lookalike") else None,
+            channels=channels,
+            lookalike=scores.get("lookalike"),
         )
 
     def reasons(self, X: np.ndarray, k: int = 3) -> list[list[Reason]]:
@@ -187,7 +314,14 @@ class Predictor:
         return self.writer.explain(contributions, self._input("churn-contributions", X), k)
 
     def next_purchase_date(self, days: float) -> str:
-        return (self.cutoff + pd.Timedelta(days=float(days))).date().isoformat()
+        """The date `days` after the cutoff, as pandas' `(cutoff + Timedelta(days=days)).date()` gives
+        it, in integer nanoseconds (no pandas per call)."""
+        if self.cutoff.tzinfo is not None or not math.isfinite(days):
+            import pandas as pd  # time zones (DST) and NaN: pandas' own arithmetic; not the usual case
+
+            return (pd.Timestamp(self.cutoff) + pd.Timedelta(days=float(days))).date().isoformat()
+        ns = self._cutoff_day_ns + round(days * 86_400e9)
+        return date.fromordinal(self._cutoff_ordinal + ns // 86_400_000_000_000).isoformat()
 
     def versions(self) -> list[tuple[str, str]]:
         return [(SNAPSHOT_NAME, self.snapshot.version)] + [(m.name, m.version) for m in self.models.values()]

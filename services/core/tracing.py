@@ -19,7 +19,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import grpc
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 
 from tenure.errors import ConfigError
@@ -191,6 +191,8 @@ class _ModelSpans(grpc.ServerInterceptor):
         fields, named = self._model_fields(method)
 
         def used(response: Any) -> str:
+            if isinstance(response, bytes):  # an answer the servicer serialised itself (services.core.handlers)
+                response = _answer_type(method).FromString(response)
             if not isinstance(response, Message):
                 return ""
             pairs: list[tuple[str, str]] = []
@@ -260,3 +262,10 @@ def _rewrap(handler: grpc.RpcMethodHandler,
         make = grpc.unary_stream_rpc_method_handler if handler.response_streaming else grpc.unary_unary_rpc_method_handler
     return make(wrapped, request_deserializer=handler.request_deserializer,  # type: ignore[operator]
                 response_serializer=handler.response_serializer)
+
+
+def _answer_type(method: str) -> type[Message]:
+    """The response message class of a method ("/package.Service/Method")."""
+    service, name = method.lstrip("/").split("/", 1)
+    out = descriptor_pool.Default().FindServiceByName(service).FindMethodByName(name).output_type
+    return message_factory.GetMessageClass(out)  # type: ignore[no-any-return]

@@ -1,6 +1,7 @@
 """Pure conversions between scoring protobuf messages and numpy arrays."""
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,44 @@ def score_response(keys: list[str], scores: RowScores, bands: np.ndarray | None,
                 parts["lookalike_score"] = float(look[i])
             results.append(scoring_pb2.CustomerScore(customer_id=key, scores=scoring_pb2.Scores(**parts)))
     return scoring_pb2.ScoreResponse(results=results, models=versions, missing_models=missing)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited field (string, message) of the protobuf wire format."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def score_response_tail(versions: list[common_pb2.ModelVersion], missing: tuple[str, ...]) -> bytes:
+    """The fields of a ScoreResponse after its results (models, missing_models), serialised: the same
+    for every call on one loaded scorer."""
+    return scoring_pb2.ScoreResponse(models=versions, missing_models=missing).SerializeToString()
+
+
+def score_response_bytes(keys: list[str], scores: RowScores, bands: np.ndarray | None, horizon_days: int,
+                         tail: bytes) -> bytes | None:
+    """score_response(...).SerializeToString() written directly for the common answer (every row scored,
+    churn and lookalike both computed; tail from score_response_tail); None otherwise."""
+    churn, look = scores.churn, scores.lookalike
+    if scores.errors or churn is None or look is None or bands is None:
+        return None
+    horizon = b" " + _varint(horizon_days) if horizon_days else b""  # field 4 varint (b" " == 4 << 3)
+    parts = []
+    for i, key in enumerate(keys):
+        band = int(bands[i])
+        body = (b"\x0d" + struct.pack("<f", float(churn[i]))  # field 1, float; then 2 (enum), 3 (float), 4
+                + (b"\x10" + _varint(band) if band else b"") + b"\x1d" + struct.pack("<f", float(look[i])) + horizon)
+        parts.append(_field(1, (_field(1, key.encode()) if key else b"") + _field(2, body)))
+    parts.append(tail)
+    return b"".join(parts)
 
 
 def chunk_matrix(chunk: scoring_pb2.ScoreChunk, n_features: int) -> np.ndarray | None:

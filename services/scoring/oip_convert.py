@@ -19,6 +19,8 @@ DATATYPES: dict[str, tuple[str, str | None]] = {
     "UINT16": ("<u2", "uint_contents"), "UINT8": ("u1", "uint_contents"), "BOOL": ("?", "bool_contents"),
     "BYTES": ("O", "bytes_contents"),
 }
+ITEMSIZE = {dtype: np.dtype(dtype).itemsize for dtype, _ in DATATYPES.values()}
+FLOAT_DTYPES = frozenset(dtype for dtype, _ in DATATYPES.values() if np.dtype(dtype).kind == "f")
 CONTENT_FIELDS = tuple(sorted({f for _, f in DATATYPES.values() if f}))
 NAME_CHARS = 64
 
@@ -33,6 +35,9 @@ def _shape_text(shape: tuple[int, ...] | list[int]) -> str:
 
 
 def _check_shape(name: str, shape: list[int], spec: TensorSpec) -> None:
+    if len(shape) == 2 == len(spec.shape) and shape[0] > 0 and shape[1] >= 0 and spec.shape[0] == -1 and (
+            spec.shape[1] in (-1, shape[1])):  # the common [rows, features] shape: a few compares
+        return
     if len(shape) != len(spec.shape) or any(d < 0 for d in shape) or any(
             want != -1 and got != want for got, want in zip(shape, spec.shape)):
         raise InvalidInput(f"input {short(name)}: shape {_shape_text(shape)}, expected {_shape_text(spec.shape)} "
@@ -81,8 +86,37 @@ def _typed(t: pb.ModelInferRequest.InferInputTensor, spec: TensorSpec, n: int) -
     return _as_text(list(values), t.name) if dtype == "O" else np.asarray(values, dtype=dtype)
 
 
+def _one_raw_input(req: pb.ModelInferRequest, specs: dict[str, TensorSpec], max_rows: int) -> dict[str, np.ndarray] | None:
+    """The common request, checked in a few steps: one [rows, features] input of a fixed-size datatype in
+    raw_input_contents, all valid. None for anything else (decode_inputs then checks it in full, and says
+    what is wrong)."""
+    inputs, raw = req.inputs, req.raw_input_contents
+    if len(inputs) != 1 or len(raw) != 1 or len(specs) != 1:
+        return None
+    t = inputs[0]
+    name = t.name
+    spec = specs.get(name)
+    if spec is None or t.datatype != spec.datatype or spec.datatype == "BYTES" or t.HasField("contents"):
+        return None
+    shape, want = list(t.shape), spec.shape
+    if len(shape) != 2 or len(want) != 2 or want[0] != -1 or not 0 < shape[0] <= max_rows or not (
+            shape[1] == want[1] or (want[1] == -1 and shape[1] >= 0)):
+        return None
+    dtype = DATATYPES[spec.datatype][0]
+    data = raw[0]
+    if len(data) != shape[0] * shape[1] * ITEMSIZE[dtype]:
+        return None
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape)
+    if dtype in FLOAT_DTYPES and not np.isfinite(arr).all():
+        return None
+    return {name: arr}
+
+
 def decode_inputs(req: pb.ModelInferRequest, served: ServedModel, max_rows: int) -> dict[str, np.ndarray]:
     specs = served.input_by_name
+    fast = _one_raw_input(req, specs, max_rows)
+    if fast is not None:
+        return fast
     if len(req.inputs) != len(specs):
         raise InvalidInput(f"{len(req.inputs)} inputs for model {short(served.name)}, which takes "
                            f"{len(specs)}: {', '.join(specs)}")
@@ -101,7 +135,7 @@ def decode_inputs(req: pb.ModelInferRequest, served: ServedModel, max_rows: int)
             raise InvalidInput(f"input {short(t.name)}: datatype {short(t.datatype)}, expected {spec.datatype}")
         shape = list(t.shape)
         _check_shape(t.name, shape, spec)
-        n = prod(shape)
+        n = shape[0] * shape[1] if len(shape) == 2 else prod(shape)
         if spec.shape and spec.shape[0] == -1 and shape[0] > max_rows:
             raise TooLarge(f"input {short(t.name)}: {shape[0]} rows, at most {max_rows} per request")
         if raw:
@@ -111,14 +145,14 @@ def decode_inputs(req: pb.ModelInferRequest, served: ServedModel, max_rows: int)
             if dtype == "O":
                 arr = _decode_bytes(raw[i], n, t.name)
             else:
-                itemsize = np.dtype(dtype).itemsize
+                itemsize = ITEMSIZE[dtype]
                 if len(raw[i]) != n * itemsize:
                     raise InvalidInput(f"input {short(t.name)}: raw_input_contents[{i}] has {len(raw[i])} bytes, "
                                        f"shape {_shape_text(shape)} of {spec.datatype} needs {n * itemsize}")
                 arr = np.frombuffer(raw[i], dtype=dtype)
         else:
             arr = _typed(t, spec, n)
-        if arr.dtype.kind == "f":
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             _check_finite(t.name, arr)
         feeds[t.name] = arr.reshape(shape)
     return feeds
@@ -167,6 +201,55 @@ def encode_response(req: pb.ModelInferRequest, served: ServedModel, results: lis
         out.shape.extend(arr.shape)
         resp.raw_output_contents.append(_raw(arr, spec.datatype))
     return resp
+
+
+_SMALL = [bytes((i,)) for i in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    if n < 128:
+        return _SMALL[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited field (string, bytes, message, packed repeated) of the protobuf wire format."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload if payload else b""
+
+
+_HEADS: dict[tuple[str, ...], bytes] = {}
+"""(model, version) -> its serialised model_name and model_version; (output, datatype) -> its name and
+datatype: the constant parts of a ModelInferResponse, serialised once."""
+
+
+def _head(*key: str) -> bytes:
+    head = _HEADS.get(key)
+    if head is None:
+        if len(_HEADS) > 4096:  # models come and go with hot reloads: stay bounded
+            _HEADS.clear()
+        head = _HEADS[key] = _field(1, key[0].encode()) + _field(2, key[1].encode())
+    return head
+
+
+def encode_response_bytes(req: pb.ModelInferRequest, served: ServedModel, results: list[np.ndarray],
+                          chosen: list[int]) -> bytes:
+    """encode_response(...).SerializeToString(), written directly: the constant parts are serialised once
+    per model version, the shapes and tensors appended (fields in number order, as protobuf writes them)."""
+    rid = req.id
+    parts = [_head(served.name, served.version), _field(3, rid.encode()) if rid else b""]
+    raws = []
+    for i in chosen:
+        spec, arr = served.outputs[i], results[i]
+        shape = b"".join([_varint(d) for d in arr.shape])
+        parts.append(_field(5, _head(spec.name, spec.datatype) + _field(3, shape)))
+        raw = _raw(arr, spec.datatype)
+        raws.append(b"2" + _varint(len(raw)) + raw)  # field 6, bytes (b"2" == 6 << 3 | 2); empty kept
+    return b"".join(parts + raws)
 
 
 def metadata(served: ServedModel) -> pb.ModelMetadataResponse:

@@ -4,10 +4,11 @@ from __future__ import annotations
 from typing import Iterator
 
 import grpc
+import numpy as np
 
 import tenure
 from services.core.errors import status_for
-from services.core.models import ModelSet
+from services.core.models import ModelSet, ServedModel
 from services.core.runtime import Holder
 from services.core.server import deadline_of
 from services.core.streaming import StreamSlots, ordered_map
@@ -27,8 +28,8 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
         self.streams = streams
         self.max_rows = max_rows
 
-    def _infer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext,
-               deadline: float | None) -> pb.ModelInferResponse:
+    def _run(self, request: pb.ModelInferRequest, context: grpc.ServicerContext,
+             deadline: float | None) -> tuple[ServedModel, list[np.ndarray], list[int]]:
         served = self.holder.get().get(request.model_name, request.model_version)
         feeds = convert.decode_inputs(request, served, self.max_rows)
         chosen = convert.requested_outputs(request, served)
@@ -36,10 +37,15 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
             results = served.batcher.submit(next(iter(feeds.values())), deadline, context.is_active)
         else:
             results = served.model.run_all(feeds)
-        return convert.encode_response(request, served, results, chosen)
+        return served, results, chosen
 
-    def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
-        return self._infer(request, context, deadline_of(context))
+    def _infer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext,
+               deadline: float | None) -> pb.ModelInferResponse:
+        return convert.encode_response(request, *self._run(request, context, deadline))
+
+    def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> bytes:
+        """The serialised ModelInferResponse (services.core.handlers sends bytes as they are)."""
+        return convert.encode_response_bytes(request, *self._run(request, context, deadline_of(context)))
 
     def ModelStreamInfer(self, request_iterator: Iterator[pb.ModelInferRequest],
                          context: grpc.ServicerContext) -> Iterator[pb.ModelStreamInferResponse]:

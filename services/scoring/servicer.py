@@ -1,11 +1,11 @@
 """ScoringService: convert, score, convert."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import grpc
 
-from services.core.convert import model_versions, predictions_message, row_error
+from services.core.convert import model_versions, predictions_fields, row_error
 from services.core.handlers import chunks
 from services.core.runtime import Holder
 from services.core.server import deadline_of
@@ -26,8 +26,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         self.streams = streams
         self.stream_window = stream_window
         self._version_cache: tuple[Scorer | None, list[common_pb2.ModelVersion]] = (None, [])
+        self._tail_cache: tuple[Scorer | None, bytes] = (None, b"")
+        self._predict_cache: tuple[Scorer | None, list[common_pb2.ModelVersion], str] = (None, [], "")
 
-    def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.ServicerContext) -> scoring_pb2.ScoreResponse:
+    def Score(self, request: scoring_pb2.ScoreRequest,
+              context: grpc.ServicerContext) -> scoring_pb2.ScoreResponse | bytes:
         scorer = self.holder.get()
         if len(request.customers) > scorer.max_rows:
             raise TooLarge(f"{len(request.customers)} customers in one Score call; at most {scorer.max_rows} "
@@ -39,8 +42,20 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             errors.update(scorer.check_matrix(X[inline_rows], inline_rows))
         scores = scorer.score(X, errors, wanted, deadline_of(context), context.is_active)
         bands = scorer.bands(scores.churn) if scores.churn is not None else None
+        wire = convert.score_response_bytes(keys, scores, bands, scorer.horizon_days, self._score_tail(scorer))
+        if wire is not None:  # sent as it is (services.core.handlers)
+            return wire
         return convert.score_response(keys, scores, bands, scorer.horizon_days, self._versions(scorer),
                                       scorer.missing)
+
+    def _score_tail(self, scorer: Scorer) -> bytes:
+        """The serialised models and missing_models of the loaded scorer's ScoreResponse, built once per
+        loaded version (one tuple read and replaced whole, as in `_versions`)."""
+        cached_for, tail = self._tail_cache
+        if cached_for is not scorer:
+            tail = convert.score_response_tail(self._versions(scorer), scorer.missing)
+            self._tail_cache = (scorer, tail)
+        return tail
 
     def _versions(self, scorer: Scorer) -> list[common_pb2.ModelVersion]:
         """The ModelVersion messages of the loaded scorer, built once per loaded version. One tuple,
@@ -81,7 +96,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         if k > MAX_REASONS:
             raise InvalidInput(f"reasons={k}; expected 0..{MAX_REASONS} (0 means 3)")
         X, errors = scorer.lookup(ids)
-        results: list[scoring_pb2.CustomerPredictions] = []
+        results: list[scoring_pb2.CustomerPredictions | dict[str, Any]] = []  # a dict: the message's fields
         for part in chunks(context, len(ids), PREDICT_CHUNK_ROWS):  # stops once the caller is gone
             ok = [i for i in part if i not in errors]
             if not ok:  # only unknown ids here: every row is its own error, no model runs on zero rows
@@ -89,15 +104,25 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                                for i in part)
                 continue
             Xok = X[ok] if errors or len(part) < len(ids) else X
-            table, reasons = pred.predict(Xok), pred.reasons(Xok, k)
+            table, reasons = pred.predict_with_reasons(Xok, k)
             position = {row: j for j, row in enumerate(ok)}
             results.extend(scoring_pb2.CustomerPredictions(customer_id=ids[i], error=row_error(errors[i]))
-                           if i in errors else scoring_pb2.CustomerPredictions(
-                               customer_id=ids[i], predictions=predictions_message(
-                                   pred, table, position[i], reasons[position[i]], Xok))
+                           if i in errors else {"customer_id": ids[i], "predictions": predictions_fields(
+                               pred, table, position[i], reasons[position[i]], Xok)}
                            for i in part)
-        return scoring_pb2.PredictResponse(results=results, models=model_versions(pred.versions()),
-                                           snapshot_cutoff=pred.cutoff.isoformat(), missing_models=pred.missing)
+        versions, cutoff = self._predict_constants(scorer)
+        return scoring_pb2.PredictResponse(results=results, models=versions, snapshot_cutoff=cutoff,
+                                           missing_models=pred.missing)
+
+    def _predict_constants(self, scorer: Scorer) -> tuple[list[common_pb2.ModelVersion], str]:
+        """Predict's ModelVersion messages and snapshot cutoff, built once per loaded version (one
+        tuple read and replaced whole, as in `_versions`)."""
+        cached_for, versions, cutoff = self._predict_cache
+        if cached_for is not scorer:
+            pred = scorer.predictor
+            versions, cutoff = model_versions(pred.versions()), pred.cutoff.isoformat()
+            self._predict_cache = (scorer, versions, cutoff)
+        return versions, cutoff
 
     def GetModelInfo(self, request: scoring_pb2.GetModelInfoRequest,
                      context: grpc.ServicerContext) -> scoring_pb2.ModelInfo:

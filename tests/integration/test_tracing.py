@@ -252,3 +252,47 @@ def test_spans_of_the_last_calls_are_flushed_at_sigterm(trained_repo: Path, coll
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_answers_sent_pre_serialised_still_name_their_models(trained_repo: Path, collector: tuple[Collector, int],
+                                                             snapshot: FeatureSnapshot,
+                                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Score and ModelInfer answer with bytes they serialised themselves: their spans still say which
+    models answered."""
+    import numpy as np
+
+    from services.scoring.__main__ import make_service as make_scoring
+    from tenure.v1 import common_pb2, inference_pb2, inference_pb2_grpc, scoring_pb2, scoring_pb2_grpc
+
+    received, port = collector
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+        env.delenv("OTEL_SERVICE_NAME", raising=False)
+        service = make_scoring(ServiceSettings(models_dir=trained_repo, state_dir=tmp_path_factory.mktemp("state"),
+                                               otlp_endpoint=f"127.0.0.1:{port}", reload_interval_s=0),
+                               "127.0.0.1:0")
+        service.start()
+    try:
+        wait_serving(f"127.0.0.1:{service.port}")
+        cid = str(snapshot.customer_ids[2])
+        with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            score = scoring_pb2_grpc.ScoringServiceStub(channel).Score(
+                scoring_pb2.ScoreRequest(customers=[common_pb2.CustomerRef(customer_id=cid)]), timeout=30)
+            x = np.ascontiguousarray(snapshot.X[:1], dtype="<f4")
+            req = inference_pb2.ModelInferRequest(model_name="churn", id="traced-1")
+            req.inputs.add(name="features", datatype="FP32", shape=list(x.shape))
+            req.raw_input_contents.append(x.tobytes())
+            infer = inference_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(req, timeout=30)
+        assert score.results[0].HasField("scores") and infer.id == "traced-1"
+
+        def spans_of(spans: list[Span]) -> tuple[Span, Span] | None:
+            mine = [s for s in spans if s.kind == trace_pb2.Span.SPAN_KIND_SERVER and s.service == "tenure-scoring"]
+            got = ([s for s in mine if s.name == "/tenure.v1.ScoringService/Score"],
+                   [s for s in mine if s.name == "/inference.GRPCInferenceService/ModelInfer"])
+            return (got[0][-1], got[1][-1]) if got[0] and got[1] else None
+
+        score_span, infer_span = received.wait_for(spans_of)
+        assert score_span.attributes["tenure.models"].split(",") == [f"{m.name}@{m.version}" for m in score.models]
+        assert infer_span.attributes["tenure.models"] == f"churn@{infer.model_version}"
+    finally:
+        service.stop(0.5)
