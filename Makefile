@@ -65,10 +65,11 @@ test-fast: $(VENV)/.installed
 clean:
 	rm -rf $(DATA_DIR) $(MODELS_DIR)/*/ .pytest_cache
 
-# Benchmark (bench/README.md): Tenure vs in-process onnxruntime, a bare grpc.aio handler, MLServer and
-# PyTriton in one run -> table + targets on stdout, $(BENCH_OUT)/results.{json,md}. Knobs: DUR (s per
+# Benchmark (bench/README.md): Tenure vs in-process onnxruntime, threaded echo/bare yardsticks, a bare
+# grpc.aio handler, MLServer and PyTriton in one run -> table + targets on stdout, $(BENCH_OUT)/results.{json,md}. Knobs: DUR (s per
 # measurement, 5), WARM (s warm-up, 1), TENURE_BENCH_SOAK_S (RSS soak, 120), TENURE_BENCH_CACHE
-# (peer venvs, models; /tmp/tenure-bench), ONLY (phases: inproc,baseline,mlserver,pytriton,tenure,workers).
+# (peer venvs, models; /tmp/tenure-bench), ONLY (phases: inproc,baseline,mlserver,pytriton,yardstick,
+# tenure,workers,rescore).
 BENCH_OUT ?= bench/out
 .PHONY: bench
 bench: $(VENV)/.installed

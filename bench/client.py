@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 MODELINFER = "/inference.GRPCInferenceService/ModelInfer"
+SAMPLE = 16  # StreamScore: rows of every chunk compared with the churn model in-process
 OPTS = [("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)]
 
 
@@ -52,6 +53,17 @@ def cmd_wait(a: argparse.Namespace) -> int:
 
     deadline = time.monotonic() + a.timeout_s
     last = ""
+    if a.kind == "call":  # servers without health or ModelReady (the yardsticks): one OK answer
+        body = read_frame(a.frame)
+        while time.monotonic() < deadline:
+            resp, code, details, _ = call_raw(a.target, a.path, body, timeout=2)
+            if resp is not None:
+                emit({"ok": True, "waited_s": round(a.timeout_s - (deadline - time.monotonic()), 1)})
+                return 0
+            last = f"{code}: {details}"
+            time.sleep(0.3)
+        emit({"ok": False, "reason": f"not ready after {a.timeout_s:.0f}s ({last})"})
+        return 1
     with grpc.insecure_channel(a.target) as ch:
         if a.kind == "health":
             from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -136,7 +148,8 @@ def decode(kind: str, resp: bytes) -> dict[str, Any]:
 
         rr = recommendation_pb2.RecommendResponse.FromString(resp)
         return {"items": len(rr.items), "candidates_scored": rr.candidates_scored,
-                "top": [(i.product.product_id, round(i.score, 4)) for i in rr.items[:3]]}
+                "top": [(i.product.product_id, round(i.score, 4)) for i in rr.items[:3]],
+                "ranked": [[i.product.product_id, float(i.score)] for i in rr.items]}
     return {}
 
 
@@ -217,8 +230,10 @@ def cmd_stream(a: argparse.Namespace) -> int:
         ).SerializeToString())
     build_s = time.perf_counter() - t_build
 
-    # reference for chunk 0: the churn model in-process on the same rows
+    # reference: the churn model in-process on chunk 0 and on SAMPLE rows of every chunk
     ref = None
+    sample_ref: np.ndarray | None = None
+    sample_pos = np.unique(np.linspace(0, a.chunk - 1, SAMPLE).astype(np.int64))
     if a.churn_onnx:
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
@@ -227,6 +242,9 @@ def cmd_stream(a: argparse.Namespace) -> int:
         cols_idx = [snap.feature_names.index(f) for f in wanted]
         x0 = np.ascontiguousarray(X[np.arange(min(a.chunk, a.rows)) % len(X)][:, cols_idx])
         ref = sess.run(["probabilities"], {sess.get_inputs()[0].name: x0})[0][:, 1]
+        rows_s = (np.arange(n_chunks)[:, None] * a.chunk + sample_pos[None, :]) % len(X)
+        xs = np.ascontiguousarray(X[rows_s.ravel()][:, cols_idx])
+        sample_ref = sess.run(["probabilities"], {sess.get_inputs()[0].name: xs})[0][:, 1].reshape(rows_s.shape)
 
     result: dict[str, Any] = {"ok": False, "rows_sent": a.rows, "chunks": n_chunks, "chunk_rows": a.chunk,
                               "cols": cols, "build_s": round(build_s, 2),
@@ -243,6 +261,8 @@ def cmd_stream(a: argparse.Namespace) -> int:
             rows_back = failures = 0
             order_ok = True
             max_diff = None
+            bad_counts: list[int] = []
+            sample_diff = 0.0
             cpu0, t0 = time.process_time(), time.perf_counter()
             first_ms = None
             stream = call(gen(), timeout=a.timeout_s)
@@ -257,10 +277,23 @@ def cmd_stream(a: argparse.Namespace) -> int:
                 failures += len(r.failures)
                 if k == 0 and ref is not None:
                     max_diff = float(np.nanmax(np.abs(got.astype(np.float64) - ref))) if len(got) == len(ref) else None
+                want_n = min(a.chunk, a.rows - r.chunk_id * a.chunk)
+                if len(got) != want_n:
+                    bad_counts.append(int(r.chunk_id))
+                elif sample_ref is not None and r.chunk_id < n_chunks:
+                    pos = sample_pos[sample_pos < want_n]
+                    d = np.abs(got[pos].astype(np.float64) - sample_ref[r.chunk_id, :len(pos)])
+                    sample_diff = max(sample_diff, float(np.nanmax(d)) if len(d) else 0.0)
+                    if np.isnan(d).any():
+                        sample_diff = float("inf")
                 k += 1
             secs = time.perf_counter() - t0
             cpu = time.process_time() - cpu0
-            result.update(ok=rows_back == a.rows and failures == 0 and order_ok, rows_back=rows_back,
+            result.update(ok=rows_back == a.rows and failures == 0 and order_ok and not bad_counts and k == n_chunks,
+                          chunks_back=k, chunks_wrong_rows=bad_counts[:10], n_chunks_wrong_rows=len(bad_counts),
+                          sampled_rows_per_chunk=int(len(sample_pos)) if sample_ref is not None else 0,
+                          max_abs_diff_vs_inproc_samples=sample_diff if sample_ref is not None else None,
+                          rows_back=rows_back,
                           failures=failures, in_order=order_ok, secs=round(secs, 3), rows_s=rows_back / secs,
                           first_result_ms=first_ms, client_cpu_frac=round(cpu / secs, 3),
                           max_abs_diff_vs_inproc_chunk0=max_diff)
@@ -325,7 +358,9 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("wait")
     p.add_argument("--target", required=True)
-    p.add_argument("--kind", choices=["health", "kserve"], default="health")
+    p.add_argument("--kind", choices=["health", "kserve", "call"], default="health")
+    p.add_argument("--frame", default="", help="kind call: a request frame that must answer OK")
+    p.add_argument("--path", default=MODELINFER)
     p.add_argument("--service", default="")
     p.add_argument("--models", default="")
     p.add_argument("--timeout-s", type=float, default=60)

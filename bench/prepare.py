@@ -216,9 +216,12 @@ def tenure_repo(p: Paths) -> None:
         _tenure(p, ["train", "--shop", str(p.shop), "--models", str(p.repo)], "tenure-train.log")
         log(f"tenure train done in {time.perf_counter() - t0:.0f}s")
     if not (p.repo / "bench").exists():
-        log("tenure import-onnx --name bench")
-        _tenure(p, ["import-onnx", "--models", str(p.repo), "--name", "bench", "--onnx", str(p.model / "model.onnx")],
-                "tenure-import.log", timeout=300)
+        # --lightgbm: the bench model's LightGBM text compiled into the version too (the compiled forest
+        # serves ModelInfer; ~1.5-3 min of LLVM). Without lleaves/ld (no [train] extra) the import fails.
+        lightgbm = ["--lightgbm", str(p.model / "model.txt")] if (p.model / "model.txt").exists() else []
+        log(f"tenure import-onnx --name bench {' '.join(lightgbm)}")
+        _tenure(p, ["import-onnx", "--models", str(p.repo), "--name", "bench", "--onnx", str(p.model / "model.onnx"),
+                    *lightgbm], "tenure-import.log", timeout=900)
 
 
 def mlserver_folder(p: Paths, grpc_port: int, http_port: int, metrics_port: int) -> Path:

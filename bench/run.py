@@ -3,12 +3,15 @@
 Phases (each one's failure is recorded and the run goes on; --only picks a subset):
   prepare   h2load, peer venvs (background), benchmark model, Tenure model repository, frames
   inproc    onnxruntime in-process: bench model 1 thread (pinned) and 2 threads, churn model
-  baseline  the bare grpc.aio handler (shared/bench/peers/baseline_server.py): the yardstick
+  baseline  the peers' bare grpc.aio handler (shared/bench/peers/baseline_server.py): "bare aio", a peer
   mlserver  MLServer 1.7.1 tuned, the peers' custom onnxruntime runtime
   pytriton  PyTriton 0.7.0, dynamic batching (max queue delay 0 us)
-  tenure    Tenure scoring + recommendation, 1 worker pinned: ModelInfer, Score, Recommend,
-            StreamScore, then both unpinned for the workers comparison and the soak
-  workers   Tenure scoring with --workers 2 (unpinned)
+  yardstick bench/yardsticks.py: threaded grpcio echo (transport ceiling) and bare handler (ORT inline),
+            Tenure's server type; they stay up through the tenure phase for the A/B repeats
+  tenure    Tenure scoring + recommendation, 1 worker pinned: ModelInfer, Score, Predict, Recommend,
+            StreamScore, A/B repeats of close targets, then the soak (unpinned)
+  workers   Tenure scoring with --workers 2 (unpinned) vs the pinned 1 worker
+  rescore   `python -m bench.rescore --customers N --json` (segmentation re-scoring, 1M customers)
 """
 from __future__ import annotations
 
@@ -36,10 +39,13 @@ SCORE = "/tenure.v1.ScoringService/Score"
 PREDICT = "/tenure.v1.ScoringService/Predict"
 RECOMMEND = "/tenure.v1.RecommendationService/Recommend"
 CONC_1ROW = (1, 16, 64)
-CONC_1024 = (1, 16)
+CONC_1024 = (1, 16)  # Tenure; the peers run 1024 rows at c=1 only (bench time)
+CONC_1024_PEERS = (1,)
+ECHO, BARE_T = "echo (threaded)", "bare (threaded)"
+REL_TOL = 1e-5  # answer checks: relative tolerance against the models in-process
 PIN_1W = f"server core {SERVER_CORE}, client core {CLIENT_CORE}"
 UNPINNED = "unpinned (server and h2load share both cores)"
-PHASES = ("inproc", "baseline", "mlserver", "pytriton", "tenure", "workers")
+PHASES = ("inproc", "baseline", "mlserver", "pytriton", "yardstick", "tenure", "workers", "rescore")
 
 
 def env_float(name: str, default: float) -> float:
@@ -67,6 +73,11 @@ class Bench:
         self.use_h2 = True
         self.kserve: Any = None
         self.soak_frames: dict[str, tuple[str, int]] = {}
+        self.by_target: dict[str, Server] = {}
+        self.yard: dict[str, tuple[str, dict[int, tuple[str, int]]]] = {}
+        """mode -> (target, rows -> (frame, reply bytes)) of the yardsticks still running."""
+        self.repeats: dict[str, Any] = {}
+        self.rescore: dict[str, Any] = {}
         self.t0 = time.perf_counter()
 
     # -------------------------------------------------------------- plumbing
@@ -99,7 +110,7 @@ class Bench:
         t0 = time.perf_counter()
         kind, what = wait
         args = ["wait", "--target", target, "--kind", kind, "--timeout-s", str(timeout_s)]
-        args += ["--service", what] if kind == "health" else ["--models", what]
+        args += {"health": ["--service", what], "call": ["--frame", what]}.get(kind, ["--models", what])
         res = self.wait_ready(srv, args, timeout_s + 30)
         if not res.get("ok"):
             why = res.get("reason", "not ready")
@@ -108,6 +119,7 @@ class Bench:
             self.skip(name, f"{why}; log {srv.log_path}: " + srv.log_tail(4).replace("\n", " | "))
             self.stop(srv)
             return None
+        self.by_target[target] = srv
         log(f"{name} ready on {target} after {time.perf_counter() - t0:.1f}s (pid {srv.pid}, "
             f"{'cores ' + cores if cores else 'unpinned'})")
         return srv
@@ -173,6 +185,9 @@ class Bench:
                 rows: int, conc: int, conns: int = 1, pin_label: str = PIN_1W, cores: str | None = CLIENT_CORE,
                 threads: int = 1, workers: int = 1, note: str = "",
                 server_cpu: Callable[[], float] | None = None) -> dict[str, Any] | None:
+        srv = self.by_target.get(target)
+        if server_cpu is None and srv is not None:
+            server_cpu = self.tree_cpu(srv)
         t0 = self.foreign_mark("measure")
         try:
             r = self.load(target, path, frame, expect, conc, conns, cores, server_cpu)
@@ -186,12 +201,18 @@ class Bench:
             return None
         rec = {"system": system, "mode": mode, "kind": kind, "pin": pin_label, "rows": rows, "threads": threads,
                "workers": workers, **r, "rows_s": r["req_s"] * rows, "note": note, "foreign_cpu_share": share}
+        if r.get("server_cpu_s"):
+            rec["req_per_cpu_s"] = r["requests"] / r["server_cpu_s"]
         self.rows.append(rec)
         log(f"{system:10s} {mode:34s} c={conc:3d}/{conns:2d}conn rows={rows:5d} req/s={r['req_s']:9,.0f} "
             f"rows/s={rec['rows_s']:11,.0f} p50={r['p50_ms']:7.2f} p99={r['p99_ms']:7.2f} "
             f"p99.9={r['p999_ms']:7.2f} ms err={r['errors']}"
             + (f"  (other processes took {share:.0%} of the box)" if share >= 0.05 else ""))
         return rec
+
+    @staticmethod
+    def tree_cpu(srv: Server) -> Callable[[], float]:
+        return lambda: sum(cpu_seconds(p) for p in srv.tree())
 
     def foreign_mark(self, name: str) -> float:
         self.foreign.mark(name)
@@ -202,7 +223,8 @@ class Bench:
         return self.foreign.close(name) / max((time.perf_counter() - t0) * ncpus(), 1e-9)
 
     # -------------------------------------------------------------- KServe systems
-    def check_modelinfer(self, label: str, target: str, frame: str, rows: int) -> dict[str, Any] | None:
+    def check_modelinfer(self, label: str, target: str, frame: str, rows: int,
+                         compare: bool = True) -> dict[str, Any] | None:
         res = self.client("check", "--target", target, "--frame", frame, "--kind", "modelinfer")
         if not res.get("ok"):
             self.skip(f"{label} ModelInfer rows={rows}",
@@ -210,19 +232,24 @@ class Bench:
             return None
         got = np.asarray(res.get("prob1", []), np.float64)
         n = min(len(got), rows, 1024)
-        diff = float(np.abs(got[:n] - self.ref[:n]).max()) if self.ref is not None and n else None
-        self.checks[f"{label} ModelInfer rows={rows}"] = {"outputs": res.get("outputs"), "resp_bytes": res["resp_bytes"],
-                                                          "max_abs_diff_vs_inproc": diff, "rows_checked": n}
-        if diff is None:
+        diff = float(np.abs(got[:n] - self.ref[:n]).max()) if self.ref is not None and n and compare else None
+        chk: dict[str, Any] = {"outputs": res.get("outputs"), "resp_bytes": res["resp_bytes"],
+                               "max_abs_diff_vs_inproc": diff, "rows_checked": n, "ok": True}
+        if not compare:  # the echo yardstick: a fixed reply of the right shape and size
+            chk["ok"] = [o.get("shape") for o in res.get("outputs") or []] == [[1, 2]]
+            chk["why"] = "" if chk["ok"] else f"expected one [1,2] output, got {res.get('outputs')}"
+        elif diff is None:
             self.notes.append(f"{label}: ModelInfer rows={rows} answer not compared (no in-process reference)")
         elif n < rows or diff > 1e-4:
-            self.notes.append(f"{label}: ModelInfer rows={rows} answer differs from in-process ORT "
-                              f"(max |diff| {diff:.2e}, {n} of {rows} rows returned)")
+            chk["ok"] = False
+            chk["why"] = f"ModelInfer rows={rows} differs from in-process ORT (max |diff| {diff:.2e}, {n} of {rows} rows)"
+            self.notes.append(f"{label}: wrong answer: {chk['why']}")
+        self.checks[f"{label} ModelInfer rows={rows}"] = chk
         return res
 
     def bench_kserve(self, system: str, mode: str, target: str, model: str, output: str | None,
                      slug: str) -> None:
-        for rows, concs in ((1, CONC_1ROW), (1024, CONC_1024)):
+        for rows, concs in ((1, CONC_1ROW), (1024, CONC_1024_PEERS)):
             frame = self.modelinfer_frame(slug, model, rows, output)
             chk = self.check_modelinfer(system, target, frame, rows)
             if chk is None:
@@ -299,7 +326,7 @@ class Bench:
                                 60, env={"KSERVE_GEN_DIR": str(self.p.gen)}, target=target)
         if srv:
             try:
-                self.bench_kserve("bare handler", "grpc.aio + ORT inline (yardstick)", target, "churn-ort", None, "bare")
+                self.bench_kserve("bare aio", "the peers' grpc.aio + ORT inline", target, "churn-ort", None, "bare")
             finally:
                 self.stop(srv)
 
@@ -347,6 +374,92 @@ class Bench:
                 for ws in home.glob("workspace_*"):  # left behind when it is killed rather than drained
                     shutil.rmtree(ws, ignore_errors=True)
 
+    def phase_yardstick(self) -> None:
+        """The threaded echo and bare servers (bench/yardsticks.py), pinned like Tenure; left running for
+        the A/B repeats of the tenure phase (stopped after it)."""
+        model = str(self.p.model / "model.onnx")
+        frames = {rows: self.modelinfer_frame("tenure", "bench", rows, "probabilities") for rows in (1, 1024)}
+        for mode, system, cases in (("echo", ECHO, ((1, CONC_1ROW),)), ("bare", BARE_T, ((1, CONC_1ROW), (1024, (1,))))):
+            port = free_port()
+            target = f"127.0.0.1:{port}"
+            srv = self.start_server(f"yardstick-{mode}", [self.p.py, "-m", "bench.yardsticks", "--mode", mode, "--port",
+                                                          str(port), "--model", model], SERVER_CORE,
+                                    ("call", frames[1]), 60, target=target)
+            if not srv:
+                continue
+            got: dict[int, tuple[str, int]] = {}
+            for rows, concs in cases:
+                chk = self.check_modelinfer(system, target, frames[rows], rows, compare=mode == "bare")
+                if chk is None:
+                    continue
+                got[rows] = (frames[rows], chk["resp_bytes"])
+                for c in concs:
+                    self.measure(system, "threaded grpcio, Tenure's server type", "modelinfer", target, MODELINFER,
+                                 frames[rows], chk["resp_bytes"], rows, c)
+            self.rss[f"{srv.name}, after its runs"] = srv.rss()
+            self.yard[mode] = (target, got)
+
+    def stop_yardsticks(self) -> None:
+        for mode, (target, _) in list(self.yard.items()):
+            self.stop(self.by_target.get(target))
+            del self.yard[mode]
+
+    def ab_repeats(self, ts: str, mi: dict[int, tuple[str, int]] | None) -> None:
+        """Targets whose ratio is within +-10 % of the threshold: alternating A/B pairs (Tenure, yardstick),
+        >= 3, decided on the median ratio (report.target_rows uses res["repeats"])."""
+        if not self.use_h2 or not self.yard:
+            return
+        frames: dict[str, tuple[str, str, int]] = {}
+        if mi and 1 in mi:
+            frames["ModelInfer"] = (MODELINFER, *mi[1])
+        if "score" in self.soak_frames:
+            frames["Score"] = (SCORE, *self.soak_frames["score"])
+        res = {"rows": self.rows, "inprocess": self.inproc}
+        for spec in report.ab_specs():
+            key, what, conc, ymode, limit = spec["key"], spec["what"], spec["conc"], spec["mode"], spec["limit"]
+            first = report.spec_ratio(res, spec)
+            if first is None or what not in frames or ymode not in self.yard or abs(first / limit - 1) > 0.10:
+                continue
+            path, frame, expect = frames[what]
+            ytarget, yframes = self.yard[ymode]
+            ysrv, tsrv = self.by_target.get(ytarget), self.by_target.get(ts)
+            if ysrv is None or tsrv is None or 1 not in yframes:
+                continue
+            pairs = []
+            for _ in range(3):
+                a = h2.run(ts, path, frame, expect, conc, 1, self.a.dur, self.a.warm, CLIENT_CORE, self.tree_cpu(tsrv))
+                b = h2.run(ytarget, MODELINFER, yframes[1][0], yframes[1][1], conc, 1, self.a.dur, self.a.warm,
+                           CLIENT_CORE, self.tree_cpu(ysrv))
+                pairs.append({"tenure_req_s": a["req_s"], "yard_req_s": b["req_s"],
+                              "ratio": a["req_s"] / b["req_s"] if b["req_s"] else None,
+                              "tenure_errors": a["errors"], "yard_errors": b["errors"]})
+                log(f"A/B {key}: Tenure {a['req_s']:,.0f} req/s, {ymode} {b['req_s']:,.0f} req/s, "
+                    f"ratio {pairs[-1]['ratio'] or 0:.3f}")
+            ratios = [q["ratio"] for q in pairs if q["ratio"] is not None]
+            self.repeats[key] = {"first": first, "pairs": pairs,
+                                 "median": float(np.median(ratios)) if ratios else None}
+
+    def phase_rescore(self) -> None:
+        if not (self.p.root / "bench" / "rescore.py").exists():
+            self.skip("rescore", "bench/rescore.py is missing")
+            return
+        n = int(env_float("TENURE_BENCH_RESCORE_CUSTOMERS", 1_000_000))
+        cmd = [self.p.py, "-m", "bench.rescore", "--customers", str(n), "--json"]
+        t0 = self.foreign_mark("rescore-run")
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=self.p.root)
+        except subprocess.TimeoutExpired:
+            self.skip("rescore", "timed out after 900 s")
+            return
+        share = self.foreign_share("rescore-run", t0)
+        got = next((json.loads(ln) for ln in reversed(r.stdout.strip().splitlines()) if ln.startswith("{")), None)
+        if got is None:
+            self.skip("rescore", f"exit {r.returncode}, no JSON: {r.stderr.strip()[-400:]}")
+            return
+        self.rescore = {**got, "cmd": " ".join(cmd[1:]), "exit": r.returncode, "foreign_cpu_share": share}
+        log(f"rescore: {got.get('customers')} customers in {got.get('seconds')} s, peak RSS "
+            f"{got.get('peak_rss_mib')} MiB, ok={got.get('ok')}")
+
     def tenure_cmd(self, service: str, port: int, workers: int = 1) -> list[str]:
         cmd = [self.p.py, "-m", "tenure.cli", "serve", service, "--port", str(port), "--models", str(self.p.repo),
                "--ort-threads", "1"]
@@ -381,9 +494,12 @@ class Bench:
             for srv in (scoring, rec):
                 if srv:
                     self.rss[f"{srv.name} (1 worker), after the pinned runs"] = srv.rss()
+            if scoring:
+                self.ab_repeats(ts, mi)
+            self.stop_yardsticks()
+            for srv in (scoring, rec):
+                if srv:
                     srv.repin("0,1" if ncpus() > 1 else "0")
-            if scoring and mi:
-                self.workers_runs(ts, 1, mi, scoring)
             self.run_soak(scoring, ts, rec, tr, mi)
             for srv in (scoring, rec):
                 if srv:
@@ -467,8 +583,9 @@ class Bench:
             self.skip("Tenure Score", f"check call failed: {res.get('code', '')} "
                       f"{res.get('details') or res.get('reason') or results[0].get('error', '')}")
             return
-        self.checks["Tenure Score"] = {"customer_id": cid, **results[0], "resp_bytes": res["resp_bytes"],
-                                       **self.churn_reference(cid, results[0]["churn"])}
+        self.checks["Tenure Score"] = self.answer_check(
+            {"customer_id": cid, **results[0], "resp_bytes": res["resp_bytes"],
+             **self.churn_reference(cid, results[0]["churn"])}, cid, {"churn": "churn", "lookalike": "lookalike"})
         self.soak_frames["score"] = (frame, res["resp_bytes"])
         for c in CONC_1ROW:
             self.measure("Tenure", "Score, 1 customer by id", "score", ts, SCORE, frame, res["resp_bytes"], 1, c,
@@ -487,11 +604,54 @@ class Bench:
             self.skip("Tenure Predict", f"check call failed: {res.get('code', '')} "
                       f"{res.get('details') or res.get('reason') or results[0].get('error', '')}")
             return
-        self.checks["Tenure Predict"] = {"customer_id": cid, **results[0], "resp_bytes": res["resp_bytes"],
-                                         **self.churn_reference(cid, results[0]["churn"])}
+        chk = self.answer_check({"customer_id": cid, **results[0], "resp_bytes": res["resp_bytes"],
+                                 **self.churn_reference(cid, results[0]["churn"])}, cid,
+                                {"churn": "churn", "clv_predicted": "clv_predicted"})
+        if chk["ok"] and results[0].get("reasons") != 3:
+            chk.update(ok=False, why=f"expected 3 churn reasons, got {results[0].get('reasons')}")
+        self.checks["Tenure Predict"] = chk
         for c in (1, 16):
             self.measure("Tenure", "Predict, 1 customer (every model + reasons)", "predict", ts, PREDICT, frame,
                          res["resp_bytes"], 1, c, note=f"customer {cid}")
+
+    def answer_check(self, chk: dict[str, Any], cid: str, fields: dict[str, str]) -> dict[str, Any]:
+        """chk + ok/why: the reply's fields (reply name -> services.core.predictions.PredictionTable name)
+        against the repository's models run in-process (Predictor, no batching/fusion) on the customer's
+        snapshot row, and the raw churn model via onnxruntime (churn_reference); REL_TOL relative."""
+        bad: list[str] = []
+        try:
+            want = self.inproc_predictions(cid)
+            chk["inproc"] = want
+            for got_name, name in fields.items():
+                w, g = want.get(name), chk.get(got_name)
+                if w is None or g is None:
+                    continue
+                if not np.isclose(float(g), w, rtol=REL_TOL, atol=1e-7):
+                    bad.append(f"{got_name} {g!r} vs in-process {w!r}")
+        except Exception as err:  # noqa: BLE001
+            chk["inproc_error"] = repr(err)[:200]
+        if "churn_inproc" in chk and not np.isclose(chk["churn"], chk["churn_inproc"], rtol=REL_TOL, atol=1e-7):
+            bad.append(f"churn {chk['churn']!r} vs the churn model via onnxruntime {chk['churn_inproc']!r}")
+        chk["ok"], chk["why"] = not bad, "; ".join(bad)
+        if bad:
+            self.notes.append(f"wrong answer for customer {cid}: {chk['why']}")
+        return chk
+
+    def inproc_predictions(self, cid: str) -> dict[str, float]:
+        from services.core.predictions import Predictor
+        from tenure.settings import ServiceSettings
+
+        if not hasattr(self, "_predictor"):
+            self._predictor = Predictor.load(self.p.repo, ServiceSettings(ort_threads=1))
+        pr = self._predictor
+        row = pr.snapshot.index[cid]
+        t = pr.predict(np.ascontiguousarray(pr.snapshot.X[row:row + 1], dtype=np.float32))
+        out: dict[str, float] = {}
+        for name in ("churn", "lookalike", "clv_predicted"):
+            v = getattr(t, name, None)
+            if v is not None:
+                out[name] = float(np.asarray(v).ravel()[0])
+        return out
 
     def churn_reference(self, cid: str, got: float) -> dict[str, Any]:
         """The churn probability in-process for that customer's snapshot row."""
@@ -533,8 +693,17 @@ class Bench:
         if cpu >= 0.9:
             note += " (CLIENT PEGGED ITS CORE: the figure is a lower bound)"
         diff = res.get("max_abs_diff_vs_inproc_chunk0")
-        if diff is None or diff > 1e-4:
-            self.notes.append(f"Tenure StreamScore: chunk 0 churn vs in-process churn model max |diff| = {diff}")
+        sdiff = res.get("max_abs_diff_vs_inproc_samples")
+        bad = []
+        if not res.get("ok"):
+            bad.append(f"rows back {res.get('rows_back')} of {res.get('rows_sent')}, failures {res.get('failures')}, "
+                       f"in order {res.get('in_order')}, chunks with a wrong row count {res.get('n_chunks_wrong_rows')}")
+        if diff is None or diff > 1e-4 or sdiff is None or sdiff > 1e-4:
+            bad.append(f"churn vs in-process churn model: chunk 0 max |diff| {diff}, "
+                       f"{res.get('sampled_rows_per_chunk')} rows of every chunk max |diff| {sdiff}")
+        res["check_ok"], res["why"] = not bad, "; ".join(bad)
+        if bad:
+            self.notes.append(f"Tenure {mode}: wrong answer: {res['why']}")
         n_err = res["rows_sent"] - res["rows_back"] + res["failures"]
         rec = {"system": "Tenure", "mode": mode, "kind": "stream", "pin": PIN_1W,
                "rows": res["chunk_rows"], "threads": 1, "workers": 1, "client": "python-grpc.aio", "conc": 1,
@@ -565,19 +734,45 @@ class Bench:
         if not res.get("ok"):
             self.skip("Tenure Recommend", f"check call failed: {res.get('code')} {res.get('details')}")
             return
-        self.checks["Tenure Recommend"] = {"customer_id": cid, **{k: res.get(k) for k in
-                                                                  ("items", "candidates_scored", "top", "resp_bytes")}}
+        self.checks["Tenure Recommend"] = self.recommend_check(cid, res)
         self.soak_frames["recommend"] = (frame, res["resp_bytes"])
         for c in CONC_1ROW:
             self.measure("Tenure", "Recommend k=10", "recommend", tr, RECOMMEND, frame, res["resp_bytes"], 1, c,
                          note=f"candidates_scored={res.get('candidates_scored')}")
+
+    def recommend_check(self, cid: str, res: dict[str, Any]) -> dict[str, Any]:
+        """The returned items against services.recommendation.engine's ranking in-process (same repository)."""
+        chk = {"customer_id": cid, **{k: res.get(k) for k in ("items", "candidates_scored", "top", "resp_bytes")}}
+        bad: list[str] = []
+        try:
+            from services.recommendation.engine import Recommender
+            from tenure.settings import ServiceSettings
+
+            eng = Recommender.load(self.p.repo, ServiceSettings(ort_threads=1))
+            r = eng.recommend(cid, 10, [], "")
+            want = [(str(eng.snapshot.catalog.product_ids[i]), float(sc)) for i, sc in zip(r.products, r.scores)]
+            got = [(str(p), float(sc)) for p, sc in res.get("ranked") or []]
+            chk["inproc_top"] = [(p, round(sc, 4)) for p, sc in want[:3]]
+            if [p for p, _ in got] != [p for p, _ in want]:
+                bad.append(f"items {[p for p, _ in got]} vs in-process {[p for p, _ in want]}")
+            elif not np.allclose([g for _, g in got], [w for _, w in want], rtol=REL_TOL, atol=1e-7):
+                bad.append("item scores differ from in-process beyond 1e-5 relative")
+            if res.get("candidates_scored") != r.candidates_scored:
+                bad.append(f"candidates_scored {res.get('candidates_scored')} vs in-process {r.candidates_scored}")
+        except Exception as err:  # noqa: BLE001
+            chk["inproc_error"] = repr(err)[:200]
+            bad.append(f"in-process ranking failed: {err!r}"[:200])
+        chk["ok"], chk["why"] = not bad, "; ".join(bad)
+        if bad:
+            self.notes.append(f"Recommend wrong answer for {cid}: {chk['why']}")
+        return chk
 
     def workers_runs(self, target: str, workers: int, mi: dict[int, tuple[str, int]], server: Server) -> None:
         """Like-for-like runs for the workers comparison: 16 connections (SO_REUSEPORT spreads connections,
         not requests), h2load unpinned, server unpinned; the CPU seconds the server's processes and
         h2load used are recorded, to show how the two cores were shared."""
         mode = f"ModelInfer, {workers} worker{'s' if workers > 1 else ''}"
-        for rows, conc in ((1, 16), (1, 64), (1024, 16)):
+        for rows, conc in ((1, 64),):
             if rows in mi:
                 self.measure("Tenure", mode, "modelinfer", target, MODELINFER, mi[rows][0], mi[rows][1], rows, conc,
                              conns=16, pin_label=UNPINNED, cores=None, threads=workers, workers=workers,
@@ -649,7 +844,9 @@ class Bench:
         for name, fn in (("inproc", self.phase_inproc), ("baseline", self.phase_baseline),
                          ("mlserver", lambda: self.phase_mlserver(installs.get("mlserver"))),
                          ("pytriton", lambda: self.phase_pytriton(installs.get("pytriton"))),
-                         ("tenure", lambda: self.phase_tenure("workers" in only))):
+                         ("yardstick", self.phase_yardstick),
+                         ("tenure", lambda: self.phase_tenure("workers" in only)),
+                         ("rescore", self.phase_rescore)):
             if name not in only and not (name == "tenure" and "workers" in only):
                 continue
             if name in ("baseline", "mlserver", "pytriton") and not self.p.peers.exists():
@@ -691,7 +888,8 @@ class Bench:
                          k: round(v, 1) for k, v in self.foreign_phase.items()}},
                      "peers": str(self.p.peers)},
             "inprocess": self.inproc, "rows": self.rows, "checks": self.checks, "rss": self.rss,
-            "soak": self.soak, "skipped": self.skipped, "notes": self.notes,
+            "soak": self.soak, "skipped": self.skipped, "notes": self.notes, "repeats": self.repeats,
+            "rescore": self.rescore,
         }
 
 
