@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from services.core.convert import row_error
+from services.core.wire import field, varint
 from services.scoring.engine import RowScores
 from tenure.errors import InvalidInput, TenureError
 from tenure.v1 import common_pb2, scoring_pb2
@@ -75,18 +76,6 @@ def score_response(keys: list[str], scores: RowScores, bands: np.ndarray | None,
     return scoring_pb2.ScoreResponse(results=results, models=versions, missing_models=missing)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """One length-delimited field (string, message) of the protobuf wire format."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def score_response_tail(versions: list[common_pb2.ModelVersion], missing: tuple[str, ...]) -> bytes:
@@ -102,13 +91,13 @@ def score_response_bytes(keys: list[str], scores: RowScores, bands: np.ndarray |
     churn, look = scores.churn, scores.lookalike
     if scores.errors or churn is None or look is None or bands is None:
         return None
-    horizon = b" " + _varint(horizon_days) if horizon_days else b""  # field 4 varint (b" " == 4 << 3)
+    horizon = b" " + varint(horizon_days) if horizon_days else b""  # field 4 varint (b" " == 4 << 3)
     parts = []
     for i, key in enumerate(keys):
         band = int(bands[i])
         body = (b"\x0d" + struct.pack("<f", float(churn[i]))  # field 1, float; then 2 (enum), 3 (float), 4
-                + (b"\x10" + _varint(band) if band else b"") + b"\x1d" + struct.pack("<f", float(look[i])) + horizon)
-        parts.append(_field(1, (_field(1, key.encode()) if key else b"") + _field(2, body)))
+                + (b"\x10" + varint(band) if band else b"") + b"\x1d" + struct.pack("<f", float(look[i])) + horizon)
+        parts.append(field(1, (field(1, key.encode()) if key else b"") + field(2, body)))
     parts.append(tail)
     return b"".join(parts)
 

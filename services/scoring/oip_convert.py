@@ -8,6 +8,7 @@ from math import prod
 import numpy as np
 
 from services.core.models import ServedModel, TensorSpec
+from services.core.wire import field_if, varint
 from tenure.errors import InvalidInput, TooLarge
 from tenure.v1 import inference_pb2 as pb
 
@@ -203,23 +204,6 @@ def encode_response(req: pb.ModelInferRequest, served: ServedModel, results: lis
     return resp
 
 
-_SMALL = [bytes((i,)) for i in range(128)]
-
-
-def _varint(n: int) -> bytes:
-    if n < 128:
-        return _SMALL[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """One length-delimited field (string, bytes, message, packed repeated) of the protobuf wire format."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload if payload else b""
 
 
 _HEADS: dict[tuple[str, ...], bytes] = {}
@@ -232,7 +216,7 @@ def _head(*key: str) -> bytes:
     if head is None:
         if len(_HEADS) > 4096:  # models come and go with hot reloads: stay bounded
             _HEADS.clear()
-        head = _HEADS[key] = _field(1, key[0].encode()) + _field(2, key[1].encode())
+        head = _HEADS[key] = field_if(1, key[0].encode()) + field_if(2, key[1].encode())
     return head
 
 
@@ -241,14 +225,14 @@ def encode_response_bytes(req: pb.ModelInferRequest, served: ServedModel, result
     """encode_response(...).SerializeToString(), written directly: the constant parts are serialised once
     per model version, the shapes and tensors appended (fields in number order, as protobuf writes them)."""
     rid = req.id
-    parts = [_head(served.name, served.version), _field(3, rid.encode()) if rid else b""]
+    parts = [_head(served.name, served.version), field_if(3, rid.encode()) if rid else b""]
     raws = []
     for i in chosen:
         spec, arr = served.outputs[i], results[i]
-        shape = b"".join([_varint(d) for d in arr.shape])
-        parts.append(_field(5, _head(spec.name, spec.datatype) + _field(3, shape)))
+        shape = b"".join([varint(d) for d in arr.shape])
+        parts.append(field_if(5, _head(spec.name, spec.datatype) + field_if(3, shape)))
         raw = _raw(arr, spec.datatype)
-        raws.append(b"2" + _varint(len(raw)) + raw)  # field 6, bytes (b"2" == 6 << 3 | 2); empty kept
+        raws.append(b"2" + varint(len(raw)) + raw)  # field 6, bytes (b"2" == 6 << 3 | 2); empty kept
     return b"".join(parts + raws)
 
 
