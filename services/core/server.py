@@ -100,6 +100,7 @@ class Service:
                 log.exception("loading models failed")
                 changed = False
             if changed:
+                self._refresh_health()  # at once: the clean-up below can take a while on a busy box
                 # The old engine is gone: collect it (unfreezing first, or its frozen objects would
                 # stay for good) and return its memory to the kernel. Models, snapshots and their
                 # indexes live as long as the version: freeze them, so that the collector does not

@@ -227,7 +227,9 @@ def test_inference_is_not_ready_without_models_and_ready_once_one_is_published(t
     shutil.copytree(latest_valid(trained_repo, "churn")[0], repo / "churn" / ".tmp-publish")
     os.replace(repo / "churn" / ".tmp-publish", repo / "churn" / latest_valid(trained_repo, "churn")[0].name)
     wait_for(lambda: oip.ServerReady(ipb.ServerReadyRequest(), timeout=10).ready, "ServerReady once churn is there")
-    assert health(ch, OIP) == SERVING and oip.ModelReady(ipb.ModelReadyRequest(name="churn"), timeout=10).ready
+    # Health follows the swap from the loader thread, just after it: wait for it too.
+    wait_for(lambda: health(ch, OIP) == SERVING, "inference health SERVING once churn is there")
+    assert oip.ModelReady(ipb.ModelReadyRequest(name="churn"), timeout=10).ready
 
     empty = tmp_path / "empty"
     empty.mkdir()
