@@ -58,6 +58,14 @@ class StaleCursor(TenureError):
     """A cursor from an earlier state (e.g. before a re-scoring): the caller must start again."""
 
 
+class StoreUnavailable(TenureError):
+    """The online feature store (Redis) cannot be reached: retry later."""
+
+
+class FeatureOff(TenureError):
+    """A call needs a feature the server's configuration turned off (e.g. TENURE_ONLINE_STORE=off)."""
+
+
 class ConfigError(ValueError):
     """A setting (environment, settings file, flag) is malformed or out of its allowed range: the process
     does not start. Not a TenureError: it never reaches a call, so it has no gRPC status."""

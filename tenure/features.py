@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400.0
 UNKNOWN = -1.0
+NO_SIGNUP = "2262-01-01"
+"""The signup date of a customer without one: far in the future, so days_since_signup falls back to tenure."""
 MAX_LEVELS = 20
 """One-hot / share columns per categorical variable; rarer levels fold into the last kept one."""
 
@@ -264,18 +266,33 @@ class FeatureSpace:
         return TxArrays.from_shop(shop, self.categories, self.channels)
 
     def customer_features(
-        self, arrays: TxArrays, cutoff: pd.Timestamp, customers: pd.DataFrame | None = None
+        self, arrays: TxArrays, cutoff: pd.Timestamp, customers: pd.DataFrame | None = None,
+        btyd_params: BtydParams | None | Literal["fit"] = "fit",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Features at `cutoff` for every customer with a purchase before it.
 
+        btyd_params: the BG/NBD x Gamma-Gamma parameters of the bgnbd_gg_spend_* columns ("fit": fitted on the
+        data before the cutoff, as training does; fit_btyd's result to use given ones, as the online store does).
         Returns (customer codes into arrays.customer_ids, float32 matrix in `self.names` order).
         """
         T = to_days(pd.Timestamp(cutoff))
+        stats = self.customer_stats(arrays, T)
+        present = np.flatnonzero(stats["n_orders"] > 0)
+        static, signup = self.demographics(arrays, customers)
+        btyd = None
+        if self.btyd_horizons:
+            params = fit_btyd(arrays, T) if btyd_params == "fit" else btyd_params
+            btyd = btyd_spend_from_rfm(btyd_rfm(arrays, T), self.btyd_horizons, params)
+        X = np.column_stack(self.columns(stats, T, static, signup, btyd))[present].astype(np.float32)
+        return present, X
+
+    def customer_stats(self, arrays: TxArrays, T: float) -> dict[str, np.ndarray]:
+        """The per-customer sums and counts the features are made of, from the lines before day T (every
+        customer code): what the online store keeps and updates event by event (tenure.online)."""
         C = arrays.n_customers
         om = arrays.o_t < T
         oc, ot, och = arrays.o_cust[om], arrays.o_t[om], arrays.o_chan[om]
         n_orders = np.bincount(oc, minlength=C).astype(np.float64)
-        present = np.flatnonzero(n_orders > 0)
 
         # Orders are sorted by (customer, t), so group edges give first/last order per customer.
         starts = np.flatnonzero(np.r_[True, oc[1:] != oc[:-1]])
@@ -287,88 +304,102 @@ class FeatureSpace:
         same = oc[1:] == oc[:-1]
         gaps = np.diff(ot)[same]
         gap_cust = oc[1:][same]
-        gap_n = np.bincount(gap_cust, minlength=C)
-        gap_sum = np.bincount(gap_cust, weights=gaps, minlength=C)
-        gap_sq = np.bincount(gap_cust, weights=gaps * gaps, minlength=C)
         last_gap = np.full(C, UNKNOWN)
         multi = ends > starts
         last_gap[oc[ends[multi]]] = ot[ends[multi]] - ot[ends[multi] - 1]
-
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gap_mean = np.where(gap_n > 0, gap_sum / np.maximum(gap_n, 1), UNKNOWN)
-            gap_var = np.maximum(gap_sq / np.maximum(gap_n, 1) - np.square(np.maximum(gap_mean, 0)), 0)
-            gap_cv = np.where(gap_n > 1, np.sqrt(gap_var) / np.maximum(gap_mean, 1e-9), UNKNOWN)
-            recency = T - last_t
-            rec_over_gap = np.where(gap_n > 0, recency / np.maximum(gap_mean, 1.0), UNKNOWN)
-
-        orders_90 = np.bincount(oc[ot >= T - 90], minlength=C)
-        orders_365 = np.bincount(oc[ot >= T - 365], minlength=C)
 
         lm = arrays.t < T
         lc, lt, la, lq, lr = arrays.cust[lm], arrays.t[lm], arrays.amount[lm], arrays.qty[lm], arrays.is_return[lm]
         lp, lk = arrays.prod[lm], arrays.cat[lm]
         buy = ~lr
-        spend_total = np.bincount(lc, weights=la, minlength=C)
-        buy_value = np.bincount(lc[buy], weights=la[buy], minlength=C)
-        buy_lines = np.bincount(lc[buy], minlength=C).astype(np.float64)
-        buy_qty = np.bincount(lc[buy], weights=lq[buy], minlength=C)
-        ret_lines = np.bincount(lc[lr], minlength=C).astype(np.float64)
-        ret_value = -np.bincount(lc[lr], weights=la[lr], minlength=C)
         recent = buy & (lt >= T - 180)
         prev = buy & (lt >= T - 360) & (lt < T - 180)
-        s180 = np.bincount(lc[recent], weights=la[recent], minlength=C)
-        sprev = np.bincount(lc[prev], weights=la[prev], minlength=C)
         P = arrays.n_products
-        distinct_products = np.bincount(np.unique(lc[buy] * P + lp[buy]) // P, minlength=C)
         has_cat = buy & (lk >= 0)
         K = max(len(self.categories), 1)
-        distinct_cats = np.bincount(np.unique(lc[has_cat] * K + lk[has_cat]) // K, minlength=C)
+        H = max(len(self.channels), 1)
+        known = och >= 0
+        return {
+            "n_orders": n_orders,
+            "first_t": first_t,
+            "last_t": last_t,
+            "last_gap": last_gap,
+            "gap_n": np.bincount(gap_cust, minlength=C).astype(np.float64),
+            "gap_sum": np.bincount(gap_cust, weights=gaps, minlength=C),
+            "gap_sq": np.bincount(gap_cust, weights=gaps * gaps, minlength=C),
+            "orders_90": np.bincount(oc[ot >= T - 90], minlength=C).astype(np.float64),
+            "orders_365": np.bincount(oc[ot >= T - 365], minlength=C).astype(np.float64),
+            "spend_total": np.bincount(lc, weights=la, minlength=C),
+            "buy_value": np.bincount(lc[buy], weights=la[buy], minlength=C),
+            "buy_lines": np.bincount(lc[buy], minlength=C).astype(np.float64),
+            "buy_qty": np.bincount(lc[buy], weights=lq[buy], minlength=C),
+            "ret_lines": np.bincount(lc[lr], minlength=C).astype(np.float64),
+            "ret_sum": np.bincount(lc[lr], weights=la[lr], minlength=C),
+            "s180": np.bincount(lc[recent], weights=la[recent], minlength=C),
+            "sprev": np.bincount(lc[prev], weights=la[prev], minlength=C),
+            "distinct_products": np.bincount(np.unique(lc[buy] * P + lp[buy]) // P, minlength=C).astype(np.float64),
+            "cat_value": np.bincount(lc[has_cat] * K + lk[has_cat], weights=la[has_cat], minlength=C * K).reshape(C, K),
+            "cat_lines": np.bincount(lc[has_cat] * K + lk[has_cat], minlength=C * K).reshape(C, K).astype(np.float64),
+            "chan_n": np.bincount(oc[known] * H + och[known], minlength=C * H).reshape(C, H).astype(np.float64),
+        }
 
+    def columns(self, s: dict[str, np.ndarray], T: float, static: list[np.ndarray], signup: np.ndarray | None,
+                btyd: np.ndarray | None) -> list[np.ndarray]:
+        """The feature columns (`self.names` order, float64) at day T from `customer_stats`-shaped sums, the
+        static demographic columns, the signup days and the BG/NBD x GG spend columns: the one place the
+        formulas live, for training's batch and the online store's updates alike."""
+        n_orders, gap_n, gap_sum, gap_sq = s["n_orders"], s["gap_n"], s["gap_sum"], s["gap_sq"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gap_mean = np.where(gap_n > 0, gap_sum / np.maximum(gap_n, 1), UNKNOWN)
+            gap_var = np.maximum(gap_sq / np.maximum(gap_n, 1) - np.square(np.maximum(gap_mean, 0)), 0)
+            gap_cv = np.where(gap_n > 1, np.sqrt(gap_var) / np.maximum(gap_mean, 1e-9), UNKNOWN)
+            recency = T - s["last_t"]
+            rec_over_gap = np.where(gap_n > 0, recency / np.maximum(gap_mean, 1.0), UNKNOWN)
+        buy_value, buy_lines, s180, sprev = s["buy_value"], s["buy_lines"], s["s180"], s["sprev"]
         safe_orders = np.maximum(n_orders, 1)
         safe_value = np.maximum(buy_value, 1e-9)
+        tenure = T - s["first_t"]
         cols: list[np.ndarray] = [
             recency,
-            T - first_t,
+            tenure,
             n_orders,
-            orders_90,
-            orders_365,
-            spend_total,
+            s["orders_90"],
+            s["orders_365"],
+            s["spend_total"],
             buy_value / safe_orders,
             s180,
             sprev,
             (s180 - sprev) / (np.abs(s180) + np.abs(sprev) + 1.0),
             gap_mean,
             gap_cv,
-            last_gap,
+            s["last_gap"],
             rec_over_gap,
             buy_lines / safe_orders,
-            distinct_products,
-            distinct_cats,
-            ret_lines / np.maximum(buy_lines, 1),
-            np.clip(ret_value / safe_value, 0, 10),
-            buy_value / np.maximum(buy_qty, 1e-9),
+            s["distinct_products"],
+            (s["cat_lines"] > 0).sum(axis=1).astype(np.float64),
+            s["ret_lines"] / np.maximum(buy_lines, 1),
+            np.clip(-s["ret_sum"] / safe_value, 0, 10),
+            buy_value / np.maximum(s["buy_qty"], 1e-9),
         ]
         if self.categories:
-            cat_value = np.bincount(lc[has_cat] * K + lk[has_cat], weights=la[has_cat], minlength=C * K)
-            shares = cat_value.reshape(C, K) / safe_value[:, None]
+            shares = s["cat_value"] / safe_value[:, None]
             cols += list(np.clip(shares, 0, 1).T)
         if self.channels:
-            H = len(self.channels)
-            known = och >= 0
-            chan_n = np.bincount(oc[known] * H + och[known], minlength=C * H).reshape(C, H)
-            cols += list((chan_n / safe_orders[:, None]).T)
-        cols += self._demographics(arrays, customers, T, T - first_t)
-        if self.btyd_horizons:
-            cols += list(btyd_spend_columns(arrays, T, self.btyd_horizons).T)
+            cols += list((s["chan_n"] / safe_orders[:, None]).T)
+        cols += static
+        if signup is not None:
+            days = T - signup
+            cols.append(np.where(days >= 0, days, tenure))
+        if btyd is not None:
+            cols += list(btyd.T)
+        return cols
 
-        X = np.column_stack(cols)[present].astype(np.float32)
-        return present, X
-
-    def _demographics(
-        self, arrays: TxArrays, customers: pd.DataFrame | None, T: float, tenure: np.ndarray
-    ) -> list[np.ndarray]:
+    def demographics(self, arrays: TxArrays, customers: pd.DataFrame | None
+                     ) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """(the demographic columns that do not change with time, per customer code; the signup day per code,
+        far in the future where unknown, or None without a signup date)."""
         if not (self.has_age or self.genders or self.regions or self.has_signup):
-            return []
+            return [], None
         C = arrays.n_customers
         table = (customers.drop_duplicates("customer_id").set_index("customer_id")
                  .reindex(arrays.customer_ids) if customers is not None else None)
@@ -380,11 +411,11 @@ class FeatureSpace:
             if levels:
                 codes = _codes(table[name].fillna(""), levels) if table is not None else np.full(C, -1)
                 cols += [(codes == i).astype(np.float64) for i in range(len(levels))]
+        signup_days = None
         if self.has_signup:
             signup = table["signup_date"] if table is not None else pd.Series(pd.NaT, index=range(C))
-            days = T - to_days(signup.fillna(pd.Timestamp("2262-01-01")).to_numpy())
-            cols.append(np.where(days >= 0, days, tenure))
-        return cols
+            signup_days = np.asarray(to_days(signup.fillna(pd.Timestamp(NO_SIGNUP)).to_numpy()), np.float64)
+        return cols, signup_days
 
 
 def btyd_spend_name(horizon_days: int) -> str:
@@ -407,50 +438,87 @@ def btyd_rfm(arrays: TxArrays, T: float) -> tuple[np.ndarray, ...]:
     """RFM summary in days at cutoff day T, as training.btyd.rfm_summary computes it from the frame
     (purchase lines aggregated per calendar day; T measured to the last calendar day before the
     cutoff): (has a purchase, frequency, recency, T, monetary value), each per customer code."""
+    return rfm_from_days(*btyd_days(arrays, T), T)
+
+
+def btyd_days(arrays: TxArrays, T: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per customer code, from the purchase lines before day T grouped by calendar day: (days with a purchase,
+    first such day, last such day, the first day's value, the value of all days)."""
     C = arrays.n_customers
     m = (arrays.t < T) & ~arrays.is_return
     daily = pd.DataFrame({"c": arrays.cust[m], "d": np.floor(arrays.t[m]).astype(np.int64), "a": arrays.amount[m]})
     daily = daily.groupby(["c", "d"], sort=True)["a"].sum().reset_index()
     c, d, a = daily["c"].to_numpy(), daily["d"].to_numpy().astype(np.float64), daily["a"].to_numpy()
-    n_days = np.bincount(c, minlength=C)
+    n_days = np.bincount(c, minlength=C).astype(np.float64)
     first, last, first_amount = np.zeros(C), np.zeros(C), np.zeros(C)
     if len(c):
         starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
         ends = np.r_[starts[1:], len(c)] - 1
         first[c[starts]], last[c[ends]], first_amount[c[starts]] = d[starts], d[ends], a[starts]
+    return n_days, first, last, first_amount, np.bincount(c, weights=a, minlength=C)
+
+
+def rfm_from_days(n_days: np.ndarray, first: np.ndarray, last: np.ndarray, first_amount: np.ndarray,
+                  total: np.ndarray, T: float) -> tuple[np.ndarray, ...]:
+    """btyd_rfm's summary from btyd_days' sums (the online store keeps and updates those)."""
     frequency = np.maximum(n_days - 1, 0).astype(np.float64)
-    repeat_spend = np.bincount(c, weights=a, minlength=C) - first_amount
-    monetary = np.where(frequency > 0, repeat_spend / np.maximum(frequency, 1), 0.0)
+    monetary = np.where(frequency > 0, (total - first_amount) / np.maximum(frequency, 1), 0.0)
     return n_days > 0, frequency, last - first, (np.ceil(T) - 1) - first, monetary
 
 
-def btyd_spend_columns(arrays: TxArrays, T: float, horizons: tuple[int, ...]) -> np.ndarray:
-    """(n_customers, len(horizons)): BG/NBD x Gamma-Gamma expected spend over each horizon
-    (undiscounted), both models fitted by maximum likelihood on the RFM summary before cutoff day T,
-    i.e. the classical CLV forecast made point-in-time. UNKNOWN for customers without a purchase
-    before T; 0 everywhere when the models cannot be fitted (too few repeat buyers)."""
+BtydParams = dict[str, dict[str, float]]
+"""Fitted BG/NBD ("bgf": r, alpha, a, b) and Gamma-Gamma ("ggf": p, q, v) parameters (JSON-able)."""
+
+
+def fit_btyd(arrays: TxArrays, T: float) -> BtydParams | None:
+    """BG/NBD and Gamma-Gamma fitted by maximum likelihood on the RFM summary before day T; None when they
+    cannot be fitted (too few repeat buyers, no convergence): the spend columns are then 0."""
     from training.btyd import BetaGeoFitter, GammaGammaFitter  # the fitters live with the models
 
-    out = np.full((arrays.n_customers, len(horizons)), UNKNOWN)
     present, x, t_x, big_t, monetary = btyd_rfm(arrays, T)
     idx = np.flatnonzero(present)
-    repeat = x[idx] > 0
-    if int(repeat.sum()) < 20:
-        out[idx] = 0.0
-        return out
+    if int((x[idx] > 0).sum()) < 20:
+        return None
     try:
         bgf = BetaGeoFitter(penalizer_coef=0.0).fit(x[idx], t_x[idx], big_t[idx])
-        monetary = np.maximum(monetary[idx], 0.0)  # the fitter skips zero-value repeat buyers
-        ggf = GammaGammaFitter(penalizer_coef=0.0).fit(x[idx], monetary)
-        value = np.asarray(ggf.conditional_expected_average_profit(x[idx], monetary), np.float64)
+        ggf = GammaGammaFitter(penalizer_coef=0.0).fit(x[idx], np.maximum(monetary[idx], 0.0))  # skips zero-value buyers
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        log.warning("BG/NBD x Gamma-Gamma features not fitted at day %.0f (%s): using 0", T, exc)
+        return None
+    return {"bgf": {k: float(v) for k, v in bgf.params_.items()}, "ggf": {k: float(v) for k, v in ggf.params_.items()}}
+
+
+def btyd_spend_from_rfm(rfm: tuple[np.ndarray, ...], horizons: tuple[int, ...], params: BtydParams | None) -> np.ndarray:
+    """(customers, len(horizons)): BG/NBD x Gamma-Gamma expected spend over each horizon (undiscounted) from
+    btyd_rfm's summary under `params`; UNKNOWN without a purchase, 0 everywhere without params."""
+    from training.btyd import BetaGeoFitter, GammaGammaFitter
+
+    present, x, t_x, big_t, monetary = rfm
+    out = np.full((len(present), len(horizons)), UNKNOWN)
+    idx = np.flatnonzero(present)
+    if params is None:
+        out[idx] = 0.0
+        return out
+    bgf, ggf = BetaGeoFitter(penalizer_coef=0.0), GammaGammaFitter(penalizer_coef=0.0)
+    bgf.params_, ggf.params_ = dict(params["bgf"]), dict(params["ggf"])
+    try:
+        value = np.asarray(ggf.conditional_expected_average_profit(x[idx], np.maximum(monetary[idx], 0.0)), np.float64)
         for j, h in enumerate(horizons):
             expected = bgf.conditional_expected_number_of_purchases_up_to_time(float(h), x[idx], t_x[idx], big_t[idx])
             out[idx, j] = np.asarray(expected, np.float64) * value
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
-        log.warning("BG/NBD x Gamma-Gamma features not fitted at day %.0f (%s): using 0", T, exc)
+        log.warning("BG/NBD x Gamma-Gamma features not evaluated (%s): using 0", exc)
         out[idx] = 0.0
     out[~np.isfinite(out)] = 0.0
     return out
+
+
+def btyd_spend_columns(arrays: TxArrays, T: float, horizons: tuple[int, ...]) -> np.ndarray:
+    """(n_customers, len(horizons)): BG/NBD x Gamma-Gamma expected spend over each horizon (undiscounted),
+    both models fitted by maximum likelihood on the RFM summary before cutoff day T, i.e. the classical CLV
+    forecast made point-in-time. UNKNOWN for customers without a purchase before T; 0 everywhere when the
+    models cannot be fitted (too few repeat buyers)."""
+    return btyd_spend_from_rfm(btyd_rfm(arrays, T), horizons, fit_btyd(arrays, T))
 
 
 @dataclass

@@ -223,8 +223,18 @@ class ServiceSettings:
     """Where services keep what they record: segment moves, feedback events."""
     recommendation_target: str = ""
     """host:port of the recommendation service, for the 360-degree view (empty: host:recommendation_port)."""
+    recommend_exclude_bought_days: float = 1.0
+    """Recommend leaves out products a customer with events since the snapshot bought within this many days of their
+    latest event (what they just bought at the checkout; 0: never)."""
     feedback_exclude_days: float = 7.0
     """Recommend leaves out products shown to the customer this recently without a click (0: never)."""
+    online_store: str = ""
+    """The online feature store that events (EventService) update and every call reads: empty = embedded, in the
+    service process; redis://HOST:PORT[/DB] = a shared Redis (any Redis-protocol server) that replicas and the three
+    services share; off = no events, answers from the snapshot only."""
+    event_retention_s: float = 7 * 86_400.0
+    """How long an event id is remembered: a replay within this window changes nothing (Redis key TTL; the embedded
+    store keeps the newest 1,000,000 ids)."""
     reload_interval_s: float = 5.0
     """Poll the repository for new versions (and PINNED) every N seconds; a version is served once it is
     complete, verifies and loads (0 = load once at start). (part: model lifecycle)"""

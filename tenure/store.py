@@ -105,6 +105,8 @@ class FeatureSnapshot:
     anonymous: np.ndarray
     """Feature row used for a guest checkout (the base's median customer)."""
     version: str = ""
+    version_dir: Path | None = None
+    """Where it was loaded from (the online store's seed, online.npz, is beside it)."""
 
     def __post_init__(self) -> None:
         self.feature_names = self.space.names
@@ -115,7 +117,8 @@ class FeatureSnapshot:
         get = self.index.get
         return np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
 
-    def save(self, repo: Path, manifest: Manifest) -> Path:
+    def save(self, repo: Path, manifest: Manifest, extra: dict[str, bytes] | None = None) -> Path:
+        """A new version of the artifact: snapshot.npz and the `extra` files (the online store's seed)."""
         buf = io.BytesIO()
         a = self.affinity
         np.savez(
@@ -135,7 +138,7 @@ class FeatureSnapshot:
                                 "n_customers": int(len(self.customer_ids)),
                                 "n_products": int(len(self.catalog.product_ids)),
                                 "n_categories": a.n_categories})
-        return write_artifact(repo, manifest, {"snapshot.npz": buf.getvalue()})
+        return write_artifact(repo, manifest, {"snapshot.npz": buf.getvalue(), **(extra or {})})
 
     @classmethod
     def load(cls, version_dir: Path, manifest: Manifest) -> "FeatureSnapshot":
@@ -159,7 +162,7 @@ class FeatureSnapshot:
         snap = cls(
             cutoff=parse_cutoff(manifest.params["cutoff"]), space=space,
             customer_ids=z.pop("customer_ids").astype(object), X=z["X"], catalog=catalog,
-            affinity=affinity, anonymous=z["anonymous"], version=manifest.version,
+            affinity=affinity, anonymous=z["anonymous"], version=manifest.version, version_dir=Path(version_dir),
         )
         if snap.feature_names != manifest.features:
             raise ValueError("snapshot feature names differ from its manifest")

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -192,3 +195,37 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., grpc.Channel]]:
         channel.close()
     for service in started:
         service.stop(0.5)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (Debian's; .ci/run installs it) for the session, on a unix socket in a temporary
+    directory (no TCP port to race for): its URL, unix:///.../redis.sock. Tests use their own key namespaces
+    (the snapshot version) or flush what they need."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        if in_ci():
+            pytest.fail("redis-server is not installed (.ci/run installs it with apt)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    d = tmp_path_factory.mktemp("redis")
+    sock = d / "redis.sock"
+    proc = subprocess.Popen([exe, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700", "--save", "",
+                             "--appendonly", "no", "--dir", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    import redis
+
+    url = f"unix://{sock}"
+    client = redis.Redis.from_url(url)
+    try:
+        while True:  # until it answers PING (or exits)
+            if proc.poll() is not None:
+                pytest.fail(f"redis-server exited with {proc.returncode}")
+            try:
+                if client.ping():
+                    break
+            except (redis.ConnectionError, FileNotFoundError):
+                time.sleep(0.02)
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -16,7 +16,8 @@ import pandas as pd
 from tenure.artifacts import Manifest
 from tenure.data import Shop
 from tenure.errors import ArtifactError, DataError
-from tenure.features import PAIR_FEATURES, AffinityState, FeatureSpace, TxArrays, product_table
+from tenure.features import PAIR_FEATURES, AffinityState, FeatureSpace, TxArrays, fit_btyd, product_table, to_days
+from tenure.online import SEED_FILE, build_seed, seed_bytes
 from tenure.settings import TrainSettings
 from tenure.store import Catalog, FeatureSnapshot
 from training.channel import has_channels, train_channel
@@ -344,7 +345,10 @@ def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureS
     products = products if products is not None else product_table(shop, arrays, space)
     start = start if start is not None else shop.transactions["ts"].min()
     step("customer features")
-    codes, X = space.customer_features(arrays, cutoff, shop.customers)
+    T = to_days(pd.Timestamp(cutoff))
+    params = fit_btyd(arrays, T) if space.btyd_horizons else None
+    codes, X = space.customer_features(arrays, cutoff, shop.customers, btyd_params=params)
+    seed = build_seed(space, arrays, T, shop.customers, codes, params)  # the online store's start (tenure.online)
     step("affinity")
     affinity = AffinityState.build(arrays, cutoff, product_cat=products["cat_code"].to_numpy(np.int64),
                                    price=products["price"].to_numpy(np.float64)).select_rows(codes)
@@ -353,8 +357,9 @@ def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureS
     snapshot = FeatureSnapshot(cutoff=cutoff, space=space, customer_ids=arrays.customer_ids[codes], X=X,
                                catalog=catalog, affinity=affinity, anonymous=np.median(X, axis=0).astype(np.float32))
     step("saving")
-    path = snapshot.save(repo, Manifest(name="features", kind="feature-snapshot", data_fingerprint=fp or fingerprint(shop),
-                                        training_window={"data_start": str(start.date()), "cutoff": str(cutoff.date())}))
+    path = snapshot.save(repo, extra={SEED_FILE: seed_bytes(seed)}, manifest=Manifest(
+        name="features", kind="feature-snapshot", data_fingerprint=fp or fingerprint(shop),
+        training_window={"data_start": str(start.date()), "cutoff": str(cutoff.date())}))
     return snapshot, path
 
 

@@ -11,10 +11,12 @@ from tenure.errors import (
     Cancelled,
     DataError,
     DeadlineExpired,
+    FeatureOff,
     InvalidInput,
     ModelUnavailable,
     NotEnoughHistory,
     StaleCursor,
+    StoreUnavailable,
     TenureError,
     TooLarge,
     UnknownCustomer,
@@ -53,6 +55,8 @@ STATUS: dict[type[TenureError], grpc.StatusCode] = {
     StaleCursor: grpc.StatusCode.FAILED_PRECONDITION,
     ArtifactError: grpc.StatusCode.UNAVAILABLE,
     ModelMissing: grpc.StatusCode.FAILED_PRECONDITION,
+    StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    FeatureOff: grpc.StatusCode.FAILED_PRECONDITION,
 }
 MAX_MESSAGE_CHARS = 1_000
 """Status messages are capped: they may quote client input and must stay bounded."""

@@ -44,6 +44,8 @@ customers is ~1 CPU-s)."""
 MODEL_RUN_BULK_ROWS = 4096
 """Score and ModelInfer run one model over their rows (10,000 rows in tens of ms): bulk above this, so that
 the batches a client sends to ModelInfer (1,024 rows, say) stay fast calls."""
+INGEST_BULK_EVENTS = 2_000
+"""IngestEvents of more events is a bulk call (~0.1 ms of work per event)."""
 RETRY_PUSHBACK_MS = 500
 """Sent with a refused bulk call as grpc-retry-pushback-ms: a client's retry policy waits that long."""
 
@@ -65,6 +67,7 @@ ROWS: dict[str, tuple[Callable[[Any], int], int]] = {
     "/tenure.v1.SegmentationService/GetSegments": (lambda r: len(r.customer_ids), BULK_ROWS),
     "/tenure.v1.SegmentationService/StartLookalikeJob": (lambda r: len(r.seed_customer_ids), BULK_ROWS),
     "/tenure.v1.RecommendationService/RecordFeedback": (lambda r: len(r.events), BULK_ROWS),
+    "/tenure.v1.EventService/IngestEvents": (lambda r: len(r.events), INGEST_BULK_EVENTS),
     "/inference.GRPCInferenceService/ModelInfer": (lambda r: _infer_rows(r.inputs), MODEL_RUN_BULK_ROWS),
 }
 """Rows of a unary request and the rows above which it is a bulk call, for the methods whose cost grows

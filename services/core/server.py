@@ -74,6 +74,8 @@ class Service:
         """The bound port of this process's /metrics endpoint once serve_metrics started it."""
         self.tracing: Tracing | None = None
         """OpenTelemetry tracing (settings.otlp_endpoint), set by build_service; flushed by stop."""
+        self.closers: list[Callable[[], None]] = []
+        """Run last by stop (the online store's connections and subscriptions)."""
 
     def serve_metrics(self, port: int | None = None) -> int:
         """Start the process's Prometheus endpoint on settings.metrics_host and `port` (default
@@ -151,6 +153,8 @@ class Service:
             log.warning("a model loader is still busy %.0fs after the server stopped", LOADER_JOIN_S)
         if self.tracing is not None:  # the spans of the last calls reach the collector before the exit
             self.tracing.shutdown()
+        for close in self.closers:
+            close()
 
 
 class JsonFormatter(logging.Formatter):

@@ -256,7 +256,7 @@ class SegmentChangesRequest(_message.Message):
     def __init__(self, after_sequence: _Optional[int] = ..., follow: _Optional[bool] = ..., families: _Optional[_Iterable[_Union[SegmentFamily, str]]] = ...) -> None: ...
 
 class SegmentChange(_message.Message):
-    __slots__ = ("sequence", "customer_id", "family", "from_segment", "to_segment", "rescoring_id", "at")
+    __slots__ = ("sequence", "customer_id", "family", "from_segment", "to_segment", "rescoring_id", "at", "event_id")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +264,7 @@ class SegmentChange(_message.Message):
     TO_SEGMENT_FIELD_NUMBER: _ClassVar[int]
     RESCORING_ID_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     customer_id: str
     family: SegmentFamily
@@ -271,7 +272,8 @@ class SegmentChange(_message.Message):
     to_segment: str
     rescoring_id: int
     at: float
-    def __init__(self, sequence: _Optional[int] = ..., customer_id: _Optional[str] = ..., family: _Optional[_Union[SegmentFamily, str]] = ..., from_segment: _Optional[str] = ..., to_segment: _Optional[str] = ..., rescoring_id: _Optional[int] = ..., at: _Optional[float] = ...) -> None: ...
+    event_id: str
+    def __init__(self, sequence: _Optional[int] = ..., customer_id: _Optional[str] = ..., family: _Optional[_Union[SegmentFamily, str]] = ..., from_segment: _Optional[str] = ..., to_segment: _Optional[str] = ..., rescoring_id: _Optional[int] = ..., at: _Optional[float] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class Condition(_message.Message):
     __slots__ = ("field", "op", "value", "values")
