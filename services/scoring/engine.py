@@ -10,9 +10,11 @@ import numpy as np
 
 from services.core.batching import Batcher
 from services.core.errors import ModelMissing
+from services.core.events import OnlineHub
 from services.core.predictions import Predictor, bands, model_names
 from services.core.runtime import FusedModels, column_index, inventory
-from tenure.errors import DeadlineExpired, InvalidInput, TenureError, UnknownCustomer
+from tenure.errors import DeadlineExpired, InvalidInput, StoreUnavailable, TenureError, UnknownCustomer
+from tenure.online import OnlineFeatures
 from tenure.settings import ServiceSettings
 
 MODELS = model_names
@@ -33,10 +35,23 @@ class RowScores:
     """Row index -> why it failed; failed rows hold NaN scores."""
 
 
+def store_unavailable(exc: Exception) -> Exception:
+    """A failed online store read as the error the caller gets: the store unreachable (Redis down, a timeout) is
+    a StoreUnavailable (UNAVAILABLE, retry), not a silent fall back to the snapshot's older rows; anything else
+    as it is."""
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)) or type(exc).__module__.startswith("redis"):
+        return StoreUnavailable(f"the online feature store cannot be reached ({type(exc).__name__}: "
+                                f"{str(exc)[:200]}); retry, or run with TENURE_ONLINE_STORE=off to serve the "
+                                "snapshot only")
+    return exc
+
+
 class Scorer:
     def __init__(self, predictor: Predictor, settings: ServiceSettings) -> None:
         self.predictor = predictor
         self.snapshot = snapshot = predictor.snapshot
+        self.online: OnlineFeatures | None = None
+        """The online store's rows (events since the snapshot), attached by load (services.core.events)."""
         self.features = snapshot.feature_names
         self.n_features = len(self.features)
         self.models = {name: predictor.models[name] for name in SCORE_ORDER if predictor.has(name)}
@@ -66,24 +81,65 @@ class Scorer:
                                     max_queue_rows=settings.max_queue_rows)
 
     @classmethod
-    def load(cls, repo: Path, settings: ServiceSettings) -> "Scorer":
-        return cls(Predictor.load(repo, settings, fused=True), settings)
+    def load(cls, repo: Path, settings: ServiceSettings, hub: OnlineHub | None = None) -> "Scorer":
+        scorer = cls(Predictor.load(repo, settings, fused=True), settings)
+        scorer.online = hub.attach(scorer.snapshot) if hub is not None else None
+        return scorer
 
     def lookup(self, ids: list[str]) -> tuple[np.ndarray, dict[int, TenureError]]:
-        """Feature rows for ids (zeros where unknown) and the unknown rows' errors."""
+        """Feature rows for ids (zeros where unknown) and the unknown rows' errors. A customer with an online
+        row (an event since the snapshot, services.core.events) is scored on it: one store read per call (one
+        round trip with Redis), then the snapshot's rows; the store unreachable is a StoreUnavailable."""
+        online = self.online
         if len(ids) == 1:  # per-request calls: a view of the stored row, no index arrays
-            row = self.snapshot.index.get(ids[0])
+            key = ids[0]
+            if online is not None and key:
+                try:
+                    vec = online.vector(key)
+                except Exception as exc:
+                    raise store_unavailable(exc) from exc
+                if vec is not None:
+                    return vec.reshape(1, self.n_features), {}
+                online = None  # read: not again below
+            row = self.snapshot.index.get(key)
             if row is not None:
                 return self.snapshot.X[row:row + 1], {}
+        fresh: dict[int, np.ndarray] = {}
+        if online is not None:
+            try:
+                fresh = online.vectors(ids)
+            except Exception as exc:
+                raise store_unavailable(exc) from exc
+        return self._overlay(ids, fresh)
+
+    def lookup_dated(self, ids: list[str]) -> tuple[np.ndarray, dict[int, TenureError], dict[int, float]]:
+        """`lookup` (in one store read) and {row: days from the snapshot cutoff to the row's as-of time} for the
+        online rows: Predict dates the next purchase from the time its row is as of."""
+        online = self.online
+        if online is None:
+            return (*self.lookup(ids), {})
+        try:
+            dated = online.dated(ids)
+        except Exception as exc:
+            raise store_unavailable(exc) from exc
+        fresh = {i: row for i, (row, _) in dated.items()}
+        shift = {i: (as_of - online.cutoff_s) / 86_400.0 for i, (_, as_of) in dated.items()}
+        X, errors = self._overlay(ids, fresh)
+        return X, errors, shift
+
+    def _overlay(self, ids: list[str], fresh: dict[int, np.ndarray]) -> tuple[np.ndarray, dict[int, TenureError]]:
+        """The snapshot's rows of ids with the online rows `fresh` (position -> row) over them."""
         rows = self.snapshot.rows(ids)
-        missing = np.flatnonzero(rows < 0)
+        missing = [int(i) for i in np.flatnonzero(rows < 0) if int(i) not in fresh]
         errors: dict[int, TenureError] = {
-            int(i): UnknownCustomer(f"customer {ids[i][:100]!r} is not in the feature store "
-                                    f"(snapshot {self.snapshot.version}); send inline features instead")
+            i: UnknownCustomer(f"customer {ids[i][:100]!r} is not in the feature store "
+                               f"(snapshot {self.snapshot.version}); send inline features instead")
             if ids[i] else InvalidInput(f"row {i}: customer_id is empty; expected a customer id of the feature store")
             for i in missing
         }
         X = self.snapshot.X[np.maximum(rows, 0)]
+        for i, vec in fresh.items():
+            X[i] = vec
         return X, errors
 
     def check_matrix(self, X: np.ndarray, rows: list[int] | None = None) -> dict[int, TenureError]:

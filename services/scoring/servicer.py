@@ -7,6 +7,7 @@ import grpc
 
 from services.core.convert import model_versions, predictions_fields, row_error
 from services.core.handlers import chunks
+from services.core.predictions import Predictor
 from services.core.runtime import Holder
 from services.core.server import deadline_of
 from services.core.streaming import StreamSlots, ordered_map
@@ -18,6 +19,15 @@ from tenure.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 MAX_REASONS = 10
 PREDICT_CHUNK_ROWS = 500
 """Predict computes this many customers at a time and stops between them once the caller is gone."""
+
+
+def _dated(fields: dict[str, Any], pred: Predictor, shift: float | None) -> dict[str, Any]:
+    """An online row's predictions: its next purchase date counts from the time the row is as of (`shift` days
+    after the snapshot cutoff), not from the cutoff."""
+    purchase = fields.get("purchase")
+    if shift is not None and purchase is not None and "expected_days_to_next" in purchase:
+        purchase["next_purchase_date"] = pred.next_purchase_date(purchase["expected_days_to_next"] + shift)
+    return fields
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
@@ -95,7 +105,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         k = request.reasons or 3
         if k > MAX_REASONS:
             raise InvalidInput(f"reasons={k}; expected 0..{MAX_REASONS} (0 means 3)")
-        X, errors = scorer.lookup(ids)
+        X, errors, shift = scorer.lookup_dated(ids)  # the online rows (and their as-of times) over the snapshot's
         results: list[scoring_pb2.CustomerPredictions | dict[str, Any]] = []  # a dict: the message's fields
         for part in chunks(context, len(ids), PREDICT_CHUNK_ROWS):  # stops once the caller is gone
             ok = [i for i in part if i not in errors]
@@ -107,8 +117,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             table, reasons = pred.predict_with_reasons(Xok, k)
             position = {row: j for j, row in enumerate(ok)}
             results.extend(scoring_pb2.CustomerPredictions(customer_id=ids[i], error=row_error(errors[i]))
-                           if i in errors else {"customer_id": ids[i], "predictions": predictions_fields(
-                               pred, table, position[i], reasons[position[i]], Xok)}
+                           if i in errors else {"customer_id": ids[i], "predictions": _dated(predictions_fields(
+                               pred, table, position[i], reasons[position[i]], Xok), pred, shift.get(i))}
                            for i in part)
         versions, cutoff = self._predict_constants(scorer)
         return scoring_pb2.PredictResponse(results=results, models=versions, snapshot_cutoff=cutoff,
