@@ -78,13 +78,33 @@ class CandidateIndex:
         np.add.at(out, self.cond_indices[take], np.repeat(weights[rows], lengths) * self.cond_data[take])
         return out
 
+    def online_history(self, products: dict[str, tuple[float, float]], as_of_day: float,
+                       index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """`history` of a customer of the online store: products (id -> (purchase lines, last purchase day),
+        tenure.online.OnlineFeatures.products) as dense counts and days between the last purchase and the
+        row's as-of day, + 1 (hist_last's convention). Ids the catalogue (`index`) lacks are left out."""
+        hist = np.zeros(self.n_products, self.hist_data.dtype)
+        last = np.zeros(self.n_products, self.last_data.dtype)
+        known = [(index[p], c, t) for p, (c, t) in products.items() if p in index]
+        if known:
+            idx = np.array([k[0] for k in known], np.intp)
+            hist[idx] = np.array([k[1] for k in known], np.float64)
+            last[idx] = (as_of_day - np.array([k[2] for k in known], np.float64) + 1).astype(np.float32)
+        return hist, last
+
     def candidates(self, row: int, n: int, exclude: np.ndarray | None = None,
                    boost: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """AffinityState.candidates for the one customer of snapshot row `row` (its hist, hist_last and
         customer columns): (cand length n, -1 for empty slots; source length n; X n x len(PAIR_FEATURES))."""
-        P = self.n_products
         hist, last = self.history(row)
-        features = self.X[row]
+        return self.candidates_of(hist, last, self.X[row], n, exclude, boost)
+
+    def candidates_of(self, hist: np.ndarray, last: np.ndarray, features: np.ndarray, n: int,
+                      exclude: np.ndarray | None = None,
+                      boost: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`candidates` of a customer given by dense history rows (`history`, `online_history`) and a feature row
+        (the snapshot's, or the online store's: same column order)."""
+        P = self.n_products
         cust = features[self.cust_cols].astype(np.float32)
         cat_share = features[self.share_cols].astype(np.float32)
 

@@ -1,10 +1,13 @@
 """Pure conversions between recommendation protobuf messages and engine results."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from services.core.convert import row_error
 from services.recommendation.engine import CatalogLists, Ranked
 from tenure.errors import TenureError
 from tenure.feedback import FeedbackEvent, FeedbackReport, PositionStats
+from tenure.online import Event
 from tenure.v1 import common_pb2, recommendation_pb2
 
 
@@ -34,6 +37,23 @@ def feedback_event(event: recommendation_pb2.FeedbackEvent) -> FeedbackEvent:
     """As sent, not checked yet (tenure.feedback.check_event)."""
     return FeedbackEvent(customer_id=event.customer_id, product_id=event.product_id, kind=int(event.kind),
                          position=int(event.position), request_id=event.request_id, timestamp=float(event.timestamp))
+
+
+def feedback_from_event(event: Event) -> tuple[FeedbackEvent, str]:
+    """An EventService feedback event (payload: the FeedbackEvent message) as the feedback store's event, and
+    what is wrong with its envelope ("" if nothing): the envelope's customer_id and timestamp fill the payload's
+    when it leaves them empty, and must agree with them when both are set."""
+    payload = event.payload
+    if not isinstance(payload, recommendation_pb2.FeedbackEvent):
+        return FeedbackEvent(event.customer_id, "", 0), "the feedback event has no FeedbackEvent payload"
+    fb = feedback_event(payload)
+    if fb.customer_id and fb.customer_id != event.customer_id:
+        return fb, (f"customer_id {event.customer_id[:100]!r} of the event and {fb.customer_id[:100]!r} of its "
+                    "feedback differ; expected the same customer (or the feedback's left empty)")
+    if fb.timestamp and fb.timestamp != event.timestamp:
+        return fb, (f"timestamp {event.timestamp:.0f} of the event and {fb.timestamp:.0f} of its feedback differ; "
+                    "expected the same time (or the feedback's left 0)")
+    return replace(fb, customer_id=event.customer_id, timestamp=event.timestamp), ""
 
 
 def record_response(recorded: int, failures: dict[int, TenureError]) -> recommendation_pb2.RecordFeedbackResponse:

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, TypeAlias
 
 import numpy as np
 
 from services.core.errors import ModelMissing
+from services.core.events import OnlineHub
 from services.core.runtime import OnnxModel, inventory, load_present, load_snapshot
 from services.recommendation.candidates import CandidateIndex
 from tenure.data import NO_PRODUCT
 from tenure.errors import ArtifactError, InvalidInput, TooLarge, UnknownCustomer, UnknownProduct
 from tenure.features import PAIR_FEATURES, SOURCE_CO_PURCHASE
+from tenure.online import OnlineFeatures
 from tenure.settings import ServiceSettings
 from tenure.sparse import column_sums
 from tenure.store import Catalog, FeatureSnapshot
@@ -62,12 +64,32 @@ class Ranked:
     """Products left out because the customer was shown them recently without a click."""
 
 
+@dataclass
+class OnlineCustomer:
+    """A customer of the online store (events since the snapshot): `CandidateIndex.candidates_of`'s inputs."""
+
+    hist: np.ndarray
+    """Purchase-line counts per product (snapshot history and events), dense."""
+    last: np.ndarray
+    """Days between the product's last purchase and the online row's as-of day, + 1 (0: never bought)."""
+    features: np.ndarray
+    """The online feature row (snapshot.feature_names' order)."""
+
+
+Customer: TypeAlias = int | OnlineCustomer
+"""A snapshot row, or the online store's state of a customer who had events since the snapshot."""
+
+
 class Recommender:
     def __init__(self, snapshot: FeatureSnapshot, propensity: OnnxModel | None, n_candidates: int = 200) -> None:
         if propensity is not None and propensity.features != list(PAIR_FEATURES):
             raise ArtifactError(f"propensity expects features {propensity.features[:3]}..., this build computes "
                                 f"{list(PAIR_FEATURES)[:3]}...", model=propensity.name)
         self.snapshot = snapshot
+        self.online: OnlineFeatures | None = None
+        """The online store's rows and products (events since the snapshot), attached by load."""
+        self.exclude_bought_days = 1.0
+        """Recommend leaves out what a customer with events bought this recently (ServiceSettings)."""
         self.model = propensity
         self.n_candidates = n_candidates
         self.catalog = snapshot.catalog
@@ -95,11 +117,14 @@ class Recommender:
         return ""
 
     @classmethod
-    def load(cls, repo: Path, settings: ServiceSettings) -> "Recommender":
+    def load(cls, repo: Path, settings: ServiceSettings, hub: OnlineHub | None = None) -> "Recommender":
         snapshot = load_snapshot(repo)
         model = load_present(repo, [PROPENSITY], settings.ort_threads).get(PROPENSITY)
         n_candidates = int(model.manifest.params.get("n_candidates", 200)) if model is not None else 200
-        return cls(snapshot, model, n_candidates)
+        rec = cls(snapshot, model, n_candidates)
+        rec.online = hub.attach(snapshot) if hub is not None else None
+        rec.exclude_bought_days = settings.recommend_exclude_bought_days
+        return rec
 
     def require(self) -> OnnxModel:
         """The propensity model, or ModelMissing (FAILED_PRECONDITION) saying why there is none."""
@@ -128,6 +153,35 @@ class Recommender:
         if row < 0:
             raise UnknownCustomer(f"customer {customer_id[:100]!r} is not in the feature store (snapshot {self.snapshot.version})")
         return row
+
+    def online_customer(self, customer_id: str) -> OnlineCustomer | None:
+        """The customer as the online store has them (feature row, and purchase history up to the row's as-of
+        time), None without events since the snapshot (or with the online store off)."""
+        online = self.online
+        if online is None or not customer_id:
+            return None
+        found = online.entry(customer_id)  # row, as-of time and products of one moment (one read)
+        if found is None:
+            return None
+        features, as_of, products = found
+        hist, last = self.index.online_history(products, as_of / 86_400.0, self.catalog.index)
+        return OnlineCustomer(hist, last, features)
+
+    def _customer(self, customer_id: str) -> Customer:
+        """The online state of a customer with events since the snapshot, else their snapshot row
+        (UnknownCustomer when neither holds them)."""
+        found = self.online_customer(customer_id)
+        return found if found is not None else self._customer_row(customer_id)
+
+    def known_customers(self, customer_ids: Iterable[str]) -> set[str]:
+        """The ids among customer_ids that the snapshot or the online store holds (feedback is recorded for
+        those only)."""
+        ids = set(customer_ids)
+        known = {c for c in ids if c in self.snapshot.index}
+        rest = sorted(ids - known)
+        if rest and self.online is not None:
+            known.update(rest[i] for i in self.online.vectors(rest))
+        return known
 
     def _k(self, k: int, default: int) -> int:
         k = k or default
@@ -160,10 +214,14 @@ class Recommender:
         mask[idx] = True
         return new
 
-    def _rank(self, row: int, exclude: np.ndarray, k: int, boost: np.ndarray | None = None) -> Ranked:
-        """The k best of the candidates of snapshot row `row` (AffinityState.candidates, computed by
-        CandidateIndex), every valid candidate scored by the propensity model."""
-        cand, source, X = self.index.candidates(row, self.n_candidates, exclude, boost)
+    def _rank(self, who: Customer, exclude: np.ndarray, k: int, boost: np.ndarray | None = None) -> Ranked:
+        """The k best of the candidates of a snapshot row or an online customer (AffinityState.candidates,
+        computed by CandidateIndex), every valid candidate scored by the propensity model."""
+        if isinstance(who, OnlineCustomer):
+            cand, source, X = self.index.candidates_of(who.hist, who.last, who.features, self.n_candidates, exclude,
+                                                       boost)
+        else:
+            cand, source, X = self.index.candidates(who, self.n_candidates, exclude, boost)
         valid = cand >= 0
         n_valid = int(np.count_nonzero(valid))
         if n_valid < len(cand):
@@ -176,13 +234,19 @@ class Recommender:
                   recently_shown: Iterable[str] = ()) -> Ranked:
         """Top k for a known customer. recently_shown: products shown to the customer lately without
         a click or purchase (tenure.feedback.FeedbackStore.recently_shown); they are left out
-        through the same mask as exclude_ids and counted in Ranked.excluded_recently_shown."""
+        through the same mask as exclude_ids and counted in Ranked.excluded_recently_shown.
+        A customer with events since the snapshot is ranked from the online store's feature row and
+        purchase history, leaving out what they bought within exclude_bought_days of their latest event;
+        else from the snapshot's row. A customer only the online store holds is ranked too."""
         self.require()
         k = self._k(k, 10)
         exclude = self._exclusions(exclude_ids, category)
-        row = self._customer_row(customer_id)
+        who = self._customer(customer_id)
         n_recent = self._exclude_recent(exclude, recently_shown)
-        ranked = self._rank(row, exclude, k)
+        if isinstance(who, OnlineCustomer) and self.exclude_bought_days > 0:
+            # just bought (at the checkout a moment ago, say): not pushed again; `last` is days since + 1
+            exclude |= (who.last > 0) & (who.last <= self.exclude_bought_days + 1)
+        ranked = self._rank(who, exclude, k)
         ranked.excluded_recently_shown = n_recent
         return ranked
 
@@ -220,14 +284,14 @@ class Recommender:
         score = co[cand]
         source = np.full(len(cand), SOURCE_CO_PURCHASE)
         if customer_id and len(cand):
-            row = self._customer_row(customer_id)
+            who = self._customer(customer_id)
             only = np.ones(P, bool)
             only[cand] = False
-            personal = self._rank(row, only, len(cand), boost=BASKET_WEIGHT * in_basket)
+            personal = self._rank(who, only, len(cand), boost=BASKET_WEIGHT * in_basket)
             p = np.zeros(P, np.float32)
             p[personal.products] = personal.scores
             score = 1 - (1 - score) * (1 - p[cand])
         elif customer_id:
-            self._customer_row(customer_id)
+            self._customer(customer_id)
         order = np.argsort(-score, kind="stable")[:k]
         return Ranked(cand[order], score[order].astype(np.float32), source[order], int(len(cand)))

@@ -12,7 +12,8 @@ from services.core.runtime import Holder
 from services.recommendation import convert
 from services.recommendation.engine import Recommender
 from tenure.errors import InvalidInput, TooLarge
-from tenure.feedback import KIND_NAMES, MAX_EVENTS_PER_CALL, FeedbackStore, check_events
+from tenure.feedback import KIND_NAMES, MAX_EVENTS_PER_CALL, FeedbackEvent, FeedbackStore, check_events
+from tenure.online import Event
 from tenure.v1 import recommendation_pb2, recommendation_pb2_grpc
 
 
@@ -52,11 +53,37 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
         now = time.time()
         # Checked against the loaded snapshot: unknown products and customers are refused row by row,
         # so that nobody can fill the store (and the recently-shown index) with made-up ids.
-        good, failures = check_events((convert.feedback_event(e) for e in request.events), now,
-                                      products=rec.catalog.index, customers=rec.snapshot.index)
+        events = [convert.feedback_event(e) for e in request.events]
+        good, failures = check_events(events, now, products=rec.catalog.index,
+                                      customers=rec.known_customers(e.customer_id for e in events))
         recorded = self.feedback.record(good, now)
         _count_feedback([e.kind for e in good] if recorded else [], [request.events[i].kind for i in failures])
         return convert.record_response(recorded, failures)
+
+    def record_events(self, events: list[Event]) -> list[str | None]:
+        """Feedback events from EventService (kind "feedback", payload a FeedbackEvent), recorded with
+        RecordFeedback's rules: a message per refused event, None per recorded one (OnlineHub's feedback)."""
+        rec = self.holder.get()
+        now = time.time()
+        problems: list[str | None] = [None] * len(events)
+        candidates: list[FeedbackEvent] = []
+        where: list[int] = []
+        refused: list[int] = []
+        for i, event in enumerate(events):
+            fb, problem = convert.feedback_from_event(event)
+            if problem:
+                problems[i] = problem
+                refused.append(fb.kind)
+            else:
+                candidates.append(fb)
+                where.append(i)
+        good, failures = check_events(candidates, now, products=rec.catalog.index,
+                                      customers=rec.known_customers(e.customer_id for e in candidates))
+        for j, err in failures.items():
+            problems[where[j]] = str(err)
+        recorded = self.feedback.record(good, now)
+        _count_feedback([e.kind for e in good] if recorded else [], refused + [candidates[j].kind for j in failures])
+        return problems
 
     def GetFeedbackReport(self, request: recommendation_pb2.FeedbackReportRequest,
                           context: grpc.ServicerContext) -> recommendation_pb2.FeedbackReport:
