@@ -9,7 +9,15 @@ from typing import Callable
 
 import numpy as np
 
-from tenure.client import BaseClient, RecommendationClient, ScoringClient, SegmentationClient, where
+from tenure.client import (
+    OUTCOME_NAMES,
+    BaseClient,
+    RecommendationClient,
+    ScoringClient,
+    SegmentationClient,
+    order_event,
+    where,
+)
 from tenure.store import FeatureSnapshot
 from tenure.v1 import recommendation_pb2, segmentation_pb2
 
@@ -161,7 +169,48 @@ def show_lookalike_job(seg: SegmentationClient, seed: list[str]) -> None:
     print("  top 5 lookalikes: " + ", ".join(f"{m.customer_id} {m.score:.2f}" for m in members.itertuples()))
 
 
-def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path) -> None:
+def _answers(score: ScoringClient, rec: RecommendationClient, seg: SegmentationClient, cid: str) -> list[str]:
+    s = score.score([cid]).iloc[0]
+    g = seg.get_segments([cid]).iloc[0]
+    top = rec.recommend(cid, k=3)
+    return [f"churn {s.churn_probability:.2f} ({s.churn_band} risk)",
+            f"RFM {g.rfm_recency}-{g.rfm_frequency}-{g.rfm_monetary} '{g.rfm_segment}', lifecycle {g.lifecycle}, "
+            f"{g.orders} orders, last {g.recency_days:.0f} days ago",
+            "recommended: " + ", ".join(i.product.name for i in top.items)]
+
+
+def show_event(score: ScoringClient, rec: RecommendationClient, seg: SegmentationClient, cid: str, cutoff: float,
+               shared_store: bool) -> None:
+    """The customer orders (a day after the snapshot) the product recommended first: the order event goes to the
+    EventService, and Score, GetSegments and Recommend answer from the updated online features at once. Each
+    service process has its own store unless they share one (TENURE_ONLINE_STORE=redis://...): then the event is
+    sent once, to the scoring service, and all three reflect it; else it is sent to each of the three."""
+    before = _answers(score, rec, seg, cid)
+    item = rec.recommend(cid, k=1).items[0].product
+    event = order_event(f"demo-order-{cid}", cid, cutoff + 86_400, [(item.product_id, item.category, 2, 2 * item.price)],
+                        order_id=f"demo-{cid}", channel="web")
+    targets = [score] if shared_store else [score, rec, seg]
+    print(f"\n=== Events: {cid} orders 2 x {item.name} ({_money(2 * item.price)}) a day after the snapshot ===")
+    _lines("before", before)
+    for client in targets:
+        summary = client.ingest_events([event])
+        outcome = "applied" if summary.applied else OUTCOME_NAMES[summary.results[0].outcome]
+        print(f"  IngestEvents -> {client.target}: {outcome}")
+    if shared_store:
+        print("  (one online store shared through Redis: sent once, to the scoring service; all three see it)")
+    else:
+        print("  (each service process has its own embedded store: sent to all three; sharing one through Redis, "
+              "once is enough: `make run-redis`)")
+    _lines("after", _answers(score, rec, seg, cid))
+
+
+def _lines(title: str, lines: list[str]) -> None:
+    print(f"  {title}: {lines[0]}")
+    for line in lines[1:]:
+        print(" " * (len(title) + 4) + line)
+
+
+def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path, shared_store: bool = False) -> None:
     examples = example_customers(models)
     # TLS / token from the TENURE_* environment; deadlines and the retry policy of tenure.client
     with ScoringClient.from_env(scoring) as score_client, RecommendationClient.from_env(recommendation) as rec, \
@@ -184,6 +233,8 @@ def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path)
             print(f"    {item.rank}. {item.product.name} [{item.product.category}] p={item.score:.3f} "
                   f"({SOURCES[item.source]})")
 
+        show_event(score_client, rec, seg, ids[1], FeatureSnapshot.load_latest(models).cutoff.timestamp(),
+                   shared_store)
         show_feedback(rec, ids[0])
         show_segments(seg)
         seed = show_audience(seg)

@@ -10,11 +10,14 @@ Open Inference Protocol) and an asyncio twin of each (AsyncScoringClient, ...). 
 UNAVAILABLE through the gRPC service config (RETRY_SERVICE_CONFIG), TLS / mutual TLS / a bearer token
 are constructor options (or from_env(): the TENURE_TLS_* and TENURE_TOKEN_FILE variables). A failed call
 raises TenureRpcError (.code, .details); a failed row of a batch is returned in its `error` column.
+Every client also sends events (ingest_events; order_event / return_event build them, tenure.client.events), as
+all three services serve tenure.v1.EventService; round_robin=True balances over every address of the target.
 
 Base install only: no onnxruntime, onnx, prometheus or OpenTelemetry is imported.
 """
 from tenure.client.aio import (
     AsyncBaseClient,
+    AsyncEventClient,
     AsyncInferenceClient,
     AsyncRecommendationClient,
     AsyncScoringClient,
@@ -24,17 +27,29 @@ from tenure.client.channel import (
     MESSAGE_OPTIONS,
     RETRY_OPTIONS,
     RETRY_SERVICE_CONFIG,
+    ROUND_ROBIN_OPTIONS,
+    ROUND_ROBIN_SERVICE_CONFIG,
     ClientSettings,
     SecurityConfigError,
     client_channel,
     open_channel,
 )
 from tenure.client.core import STATUS_NAMES, TenureRpcError, recommendations_frame, where
+from tenure.client.events import (
+    OUTCOME_NAMES,
+    event_from_dict,
+    event_line,
+    feedback_event,
+    order_event,
+    read_jsonl,
+    return_event,
+)
 from tenure.client.sync import (
     DEFAULT_BULK_TIMEOUT_S,
     DEFAULT_TIMEOUT_S,
     NO_DEADLINE,
     BaseClient,
+    EventClient,
     InferenceClient,
     RecommendationClient,
     ScoringClient,
@@ -42,9 +57,11 @@ from tenure.client.sync import (
 )
 
 __all__ = [
-    "AsyncBaseClient", "AsyncInferenceClient", "AsyncRecommendationClient", "AsyncScoringClient",
+    "AsyncBaseClient", "AsyncEventClient", "AsyncInferenceClient", "AsyncRecommendationClient", "AsyncScoringClient",
     "AsyncSegmentationClient", "BaseClient", "ClientSettings", "DEFAULT_BULK_TIMEOUT_S", "DEFAULT_TIMEOUT_S",
-    "InferenceClient", "MESSAGE_OPTIONS", "NO_DEADLINE", "RETRY_OPTIONS", "RETRY_SERVICE_CONFIG", "RecommendationClient",
+    "EventClient", "InferenceClient", "MESSAGE_OPTIONS", "NO_DEADLINE", "OUTCOME_NAMES", "RETRY_OPTIONS",
+    "RETRY_SERVICE_CONFIG", "ROUND_ROBIN_OPTIONS", "ROUND_ROBIN_SERVICE_CONFIG", "RecommendationClient",
     "STATUS_NAMES", "ScoringClient", "SecurityConfigError", "SegmentationClient", "TenureRpcError", "client_channel",
-    "open_channel", "recommendations_frame", "where",
+    "event_from_dict", "event_line", "feedback_event", "open_channel", "order_event", "read_jsonl",
+    "recommendations_frame", "return_event", "where",
 ]

@@ -9,11 +9,14 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from tenure.client import core
+from tenure.client import events as ev
 from tenure.client.channel import aio_channel
 from tenure.client.core import Call, ConditionLike, Flow, TenureRpcError, rpc_error
 from tenure.client.sync import NO_DEADLINE, BaseClient, deadline
 from tenure.v1 import (
     common_pb2,
+    events_pb2,
+    events_pb2_grpc,
     inference_pb2,
     inference_pb2_grpc,
     recommendation_pb2,
@@ -37,6 +40,7 @@ class AsyncBaseClient(BaseClient):
         self.channel: grpc.aio.Channel = aio_channel(self.plan)  # type: ignore[assignment]
         self._stub = self._stub_class(self.channel) if self._stub_class is not None else None
         self._health = health_pb2_grpc.HealthStub(self.channel)
+        self._events = events_pb2_grpc.EventServiceStub(self.channel)
 
     async def _ainvoke(self, call: Call, timeout: float | None) -> Any:
         t = deadline(call, timeout, self.timeout, self.bulk_timeout)
@@ -82,6 +86,12 @@ class AsyncBaseClient(BaseClient):
             await asyncio.sleep(0.2)
         raise TimeoutError(f"{self.target} not SERVING after {timeout_s:.0f}s (last: {last})")
 
+    async def ingest_events(self, events: Iterable[ev.EventLike], *,  # type: ignore[override]
+                            batch_events: int = ev.DEFAULT_BATCH_EVENTS, stream: bool = False,
+                            timeout: float | None = None) -> events_pb2.IngestEventsResponse:
+        """BaseClient.ingest_events, awaited."""
+        return await self._arun(ev.ingest_events(events, batch_events, stream), timeout)
+
     async def close(self) -> None:  # type: ignore[override]
         await self.channel.close()
 
@@ -93,6 +103,10 @@ class AsyncBaseClient(BaseClient):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class AsyncEventClient(AsyncBaseClient):
+    """EventClient on asyncio."""
 
 
 class AsyncScoringClient(AsyncBaseClient):

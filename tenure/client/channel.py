@@ -29,6 +29,7 @@ _IDEMPOTENT: list[dict[str, str]] = [
     {"service": "tenure.v1.ScoringService"},
     {"service": "inference.GRPCInferenceService"},
     {"service": "grpc.health.v1.Health"},
+    {"service": "tenure.v1.EventService", "method": "IngestEvents"},  # idempotent by event_id
     *({"service": "tenure.v1.RecommendationService", "method": m}
       for m in ("Recommend", "RecommendForBasket", "GetFeedbackReport")),
     *({"service": "tenure.v1.SegmentationService", "method": m}
@@ -54,6 +55,15 @@ methods: RecordFeedback (appends events) and StartLookalikeJob (starts a job) ar
 A stream is retried only until its first answer arrives (gRPC's rule)."""
 RETRY_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.enable_retries", 1), ("grpc.service_config", RETRY_SERVICE_CONFIG))
 """Channel options carrying RETRY_SERVICE_CONFIG."""
+ROUND_ROBIN_SERVICE_CONFIG = json.dumps({**json.loads(RETRY_SERVICE_CONFIG),
+                                         "loadBalancingConfig": [{"round_robin": {}}]})
+"""RETRY_SERVICE_CONFIG with gRPC's round_robin load balancing: one connection to every address the target
+resolves to (e.g. the pods behind a headless Kubernetes Service, dns:///NAME.NAMESPACE.svc.cluster.local:PORT),
+calls spread over those that are connected; re-resolved when a connection drops. A retry of a failed call
+goes to the next address."""
+ROUND_ROBIN_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.enable_retries", 1),
+                                                    ("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG))
+"""Channel options carrying ROUND_ROBIN_SERVICE_CONFIG (tenure.client's round_robin=True)."""
 MESSAGE_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.max_receive_message_length", 64 << 20),
                                                 ("grpc.max_send_message_length", 64 << 20))
 """Channel options for bulk calls: messages up to 64 MiB (a chunk of 10,000 rows of inline features is ~3 MB)."""

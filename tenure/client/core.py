@@ -62,6 +62,8 @@ class Call:
     """Takes the client's bulk deadline (bulk_timeout) instead of its per-call one (timeout)."""
     health: bool = False
     """A grpc.health.v1.Health method instead of the service's."""
+    events: bool = False
+    """A tenure.v1.EventService method (every service serves it) instead of the client's service."""
 
 
 Flow = Generator[Call, Any, T]

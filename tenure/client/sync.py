@@ -9,10 +9,20 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from tenure.client import core
-from tenure.client.channel import MESSAGE_OPTIONS, RETRY_OPTIONS, ChannelPlan, plan_channel, sync_channel
+from tenure.client import events as ev
+from tenure.client.channel import (
+    MESSAGE_OPTIONS,
+    RETRY_OPTIONS,
+    ROUND_ROBIN_OPTIONS,
+    ChannelPlan,
+    plan_channel,
+    sync_channel,
+)
 from tenure.client.core import Call, ConditionLike, Flow, TenureRpcError, rpc_error
 from tenure.v1 import (
     common_pb2,
+    events_pb2,
+    events_pb2_grpc,
     inference_pb2,
     inference_pb2_grpc,
     recommendation_pb2,
@@ -50,19 +60,24 @@ class BaseClient:
     the server's certificate (TLS); cert_file + key_file: client certificate (mutual TLS); server_name: the
     name to verify instead of the target's host; token or token_file: bearer token sent with every call.
     options: extra gRPC channel options. environ: TENURE_* variables to read for what is not given
-    (from_env passes os.environ; by default none are read)."""
+    (from_env passes os.environ; by default none are read). round_robin: spread calls over every address the
+    target resolves to (gRPC's round_robin policy; e.g. dns:///tenure-scoring-headless.tenure.svc.cluster.local:50051,
+    a headless Service's pod addresses) instead of one connection to the first address.
+    Every client also sends events (ingest_events): all three services serve tenure.v1.EventService."""
 
     _stub_class: Any = None
 
     def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT_S, bulk_timeout: float = DEFAULT_BULK_TIMEOUT_S,
                  ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
                  server_name: str | None = None, token: str | None = None, token_file: str | None = None,
-                 options: Sequence[tuple[str, Any]] = (), environ: Mapping[str, str] | None = None) -> None:
+                 options: Sequence[tuple[str, Any]] = (), environ: Mapping[str, str] | None = None,
+                 round_robin: bool = False) -> None:
         self.target = target
         self.timeout = timeout
         self.bulk_timeout = bulk_timeout
         self.plan: ChannelPlan = plan_channel(
-            target, [*RETRY_OPTIONS, *MESSAGE_OPTIONS, *options], ca_file=ca_file, cert_file=cert_file,
+            target, [*(ROUND_ROBIN_OPTIONS if round_robin else RETRY_OPTIONS), *MESSAGE_OPTIONS, *options],
+            ca_file=ca_file, cert_file=cert_file,
             key_file=key_file, server_name=server_name, token_file=token_file, token=token,
             environ=environ if environ is not None else {})
         self._metadata = self.plan.metadata
@@ -78,9 +93,10 @@ class BaseClient:
         self.channel: grpc.Channel = sync_channel(self.plan)
         self._stub = self._stub_class(self.channel) if self._stub_class is not None else None
         self._health = health_pb2_grpc.HealthStub(self.channel)
+        self._events = events_pb2_grpc.EventServiceStub(self.channel)
 
     def _callable(self, call: Call) -> Any:
-        return getattr(self._health if call.health else self._stub, call.method)
+        return getattr(self._health if call.health else self._events if call.events else self._stub, call.method)
 
     def _invoke(self, call: Call, timeout: float | None) -> Any:
         t = deadline(call, timeout, self.timeout, self.bulk_timeout)
@@ -129,6 +145,17 @@ class BaseClient:
             time.sleep(0.2)
         raise TimeoutError(f"{self.target} not SERVING after {timeout_s:.0f}s (last: {last})")
 
+    def ingest_events(self, events: Iterable[ev.EventLike], *, batch_events: int = ev.DEFAULT_BATCH_EVENTS,
+                      stream: bool = False, timeout: float | None = None) -> events_pb2.IngestEventsResponse:
+        """Send events (tenure.v1.Events, or mappings in the JSON-lines format of tenure.client.events; build
+        them with order_event / return_event / feedback_event) in IngestEvents calls of batch_events (at most
+        10,000), or as one StreamIngestEvents stream (stream=True). Returns the summary of all of them: received,
+        applied, duplicates, before_snapshot, rejected, customers_changed, and `results` for every event not
+        applied (index counted from the first event; OUTCOME_NAMES). Rejected events are in the summary, not
+        raised; a failed call raises TenureRpcError (the batches before it were applied: send them again, event
+        ids make that harmless). timeout: per call (default: the bulk deadline)."""
+        return self._run(ev.ingest_events(events, batch_events, stream), timeout)
+
     def close(self) -> None:
         self.channel.close()
 
@@ -137,6 +164,10 @@ class BaseClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class EventClient(BaseClient):
+    """tenure.v1.EventService on any of the three services: ingest_events (every client has it too)."""
 
 
 class ScoringClient(BaseClient):

@@ -25,6 +25,8 @@ from test_security import (  # noqa: F401  (fixtures and helpers reused, not cop
 )
 
 from tenure.client import (
+    OUTCOME_NAMES,
+    AsyncEventClient,
     AsyncInferenceClient,
     AsyncRecommendationClient,
     AsyncScoringClient,
@@ -35,7 +37,9 @@ from tenure.client import (
     SecurityConfigError,
     SegmentationClient,
     TenureRpcError,
+    order_event,
     recommendations_frame,
+    return_event,
     where,
 )
 from tenure.store import FeatureSnapshot
@@ -247,6 +251,73 @@ def test_inference_clients(scoring_server: Any, snapshot: FeatureSnapshot) -> No
             assert err.value.code == grpc.StatusCode.NOT_FOUND
 
     asyncio.run(run())
+
+
+# -------------------------------------------------------------------------------------------------- events
+
+
+def test_ingest_events_changes_the_answers_and_a_replay_changes_nothing(
+        serve: Any, trained_repo: Path, snapshot: FeatureSnapshot) -> None:
+    """Its own scoring server (embedded store): an order for the customer most likely to churn lowers the churn
+    score; batches, a stream and the asyncio client give the same summary; a replay is all duplicates."""
+    target = serve("scoring", trained_repo).target
+    with ScoringClient(target) as client:
+        before = client.score([str(c) for c in snapshot.customer_ids])
+        row = before.loc[before.churn_probability.idxmax()]
+        cid, t = str(row.customer_id), snapshot.cutoff.timestamp() + 3_600
+        events = [
+            order_event("o-1", cid, t, [("P-1", "", 2, 40.0), {"product_id": "P-2", "amount": 15.5}], order_id="o1",
+                        channel="web"),
+            {"event_id": "o-2", "customer_id": cid, "timestamp": t + 60, "kind": "order", "order_id": "o2",
+             "lines": [{"product_id": "P-3", "category": "", "quantity": 1, "amount": 9.0}]},  # the JSON-lines format
+            order_event("o-old", cid, t - 86_400 * 30, [("P-1", "", 1, 5.0)]),  # before the snapshot's cutoff
+            return_event("r-1", cid, t + 120, [("P-1", "", 1, 40.0)], order_id="o1"),
+            order_event("o-bad", cid, t + 180, [("P-1", "", 0, 5.0)]),  # quantity 0: rejected, saying why
+        ]
+        summary = client.ingest_events(events, batch_events=2)  # three IngestEvents calls, one summary
+        assert (summary.received, summary.applied, summary.before_snapshot, summary.rejected) == (5, 3, 1, 1)
+        assert summary.customers_changed == 2  # per batch that changed it: the first and the second
+        by_index = {r.index: (OUTCOME_NAMES[r.outcome], r.event_id, r.error.message) for r in summary.results}
+        assert by_index.keys() == {2, 4}  # indexes count across the batches
+        assert by_index[2][:2] == ("before_snapshot", "o-old")
+        assert by_index[4][:2] == ("rejected", "o-bad") and "quantity" in by_index[4][2]
+        after = client.score([cid]).churn_probability.iloc[0]
+        assert after < row.churn_probability, (cid, row.churn_probability, after)
+        again = client.ingest_events(events[:2], stream=True)  # one StreamIngestEvents call: nothing changes
+        assert (again.received, again.duplicates, again.applied) == (2, 2, 0)
+        assert [(r.index, OUTCOME_NAMES[r.outcome]) for r in again.results] == [(0, "duplicate"), (1, "duplicate")]
+        assert client.score([cid]).churn_probability.iloc[0] == after
+        with pytest.raises(ValueError, match="batch_events"):
+            client.ingest_events(events, batch_events=10_001)
+
+    async def run() -> None:
+        async with AsyncEventClient(target) as events_client:
+            answer = await events_client.ingest_events(events[3:4], stream=True)
+            assert (answer.received, answer.duplicates) == (1, 1)
+
+    asyncio.run(run())
+
+
+def test_round_robin_spreads_calls_over_every_address_of_the_target(serve: Any, trained_repo: Path,
+                                                                    snapshot: FeatureSnapshot) -> None:
+    """Two scoring servers, each with its own embedded store, behind one target of two addresses (as a headless
+    Service's DNS name gives): the same event sent again and again is applied once per server it reaches."""
+    a, b = (serve("scoring", trained_repo).target for _ in range(2))
+    target = f"ipv4:{a},{b}"
+    cid, t = str(snapshot.customer_ids[0]), snapshot.cutoff.timestamp() + 3_600
+
+    def applied(event_id: str, round_robin: bool, calls: int) -> int:
+        event = order_event(event_id, cid, t, [("P-1", "", 1, 10.0)])
+        total = 0
+        with ScoringClient(target, round_robin=round_robin) as client:
+            for _ in range(calls):
+                total += client.ingest_events([event]).applied
+                if total == 2:
+                    break
+        return total
+
+    assert applied("pick-first", round_robin=False, calls=20) == 1  # one connection: one server saw it
+    assert applied("round-robin", round_robin=True, calls=200) == 2  # both servers saw it
 
 
 # ------------------------------------------------------------------------------------------ TLS, token

@@ -87,7 +87,8 @@ def test_the_kustomization_lists_every_manifest_and_each_validates() -> None:
     for doc in _resources():
         kubernetes_validate.validate(doc, "1.37", strict=True)  # raises ValidationError, naming the field
     kinds = sorted(d["kind"] for d in _resources())
-    assert kinds.count("Deployment") == kinds.count("Service") == kinds.count("HorizontalPodAutoscaler") == 3
+    # the three services (+ Redis: a Deployment, a Service; + a headless Service each), an autoscaler each
+    assert kinds.count("Deployment") == 4 and kinds.count("Service") == 7 and kinds.count("HorizontalPodAutoscaler") == 3
     assert kinds.count("PodDisruptionBudget") == 3 and {"CronJob", "ConfigMap", "Secret", "Namespace"} <= set(kinds)
     assert {i["name"] for i in kustomization["images"]} == {"tenure-serve", "tenure-train"}
 
@@ -121,6 +122,46 @@ def test_every_deployment_has_grpc_probes_metrics_and_its_service_autoscaler_and
     assert settings["TENURE_METRICS_PORT"] == "9090" and settings["TENURE_MODELS_DIR"] == "/models"
     job = by_kind["CronJob"]["tenure-train"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert job["containers"][0]["image"] == "tenure-train" and job["containers"][0]["args"][0] == "train"
+
+
+def test_replicas_share_one_redis_and_clients_can_balance_over_them_through_headless_services() -> None:
+    by_kind: dict[str, dict[str, dict[str, Any]]] = {}
+    for d in _resources():
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    url = by_kind["ConfigMap"]["tenure-settings"]["data"]["TENURE_ONLINE_STORE"]
+    match = re.fullmatch(r"redis://([a-z0-9-]+):(\d+)", url)
+    assert match, url
+    redis_service = by_kind["Service"][match.group(1)]
+    redis = by_kind["Deployment"][match.group(1)]
+    assert redis_service["spec"]["selector"] == redis["spec"]["selector"]["matchLabels"]
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    (port,) = redis_service["spec"]["ports"]
+    assert port["port"] == int(match.group(2)) and port["targetPort"] in {p["name"] for p in container["ports"]}
+    assert redis["spec"]["replicas"] == 1 and match.group(1) not in by_kind["HorizontalPodAutoscaler"]
+    policy = by_kind["NetworkPolicy"][match.group(1)]["spec"]
+    (allowed,) = policy["ingress"][0]["from"][0]["podSelector"]["matchExpressions"]
+    components = set()
+    for service, grpc_port in PORTS.items():
+        name = f"tenure-{service}"
+        deployment = by_kind["Deployment"][name]
+        assert deployment["spec"]["replicas"] > 1 and by_kind["HorizontalPodAutoscaler"][name]["spec"]["minReplicas"] > 1
+        pod = deployment["spec"]["template"]
+        components.add(pod["metadata"]["labels"]["app.kubernetes.io/component"])
+        (c,) = pod["spec"]["containers"]
+        assert {"configMapRef": {"name": "tenure-settings"}} in c["envFrom"]
+        assert "TENURE_ONLINE_STORE" not in {e["name"] for e in c.get("env", [])}  # the ConfigMap's, not overridden
+        headless = by_kind["Service"][f"{name}-headless"]["spec"]
+        assert headless["clusterIP"] == "None" and headless["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        assert [(p["port"], p["targetPort"]) for p in headless["ports"]] == [(grpc_port, "grpc")]
+    assert allowed["key"] == "app.kubernetes.io/component" and set(allowed["values"]) == components
+
+
+def test_compose_services_share_the_redis_online_store() -> None:
+    services = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())["services"]
+    assert services["redis"]["healthcheck"]["test"][-2:] == ["redis-cli", "ping"] and "ports" not in services["redis"]
+    for name in PORTS:
+        assert services[name]["environment"]["TENURE_ONLINE_STORE"] == "redis://redis:6379"
+        assert services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}
 
 
 def _stages(dockerfile: str) -> dict[str, str]:
