@@ -40,6 +40,9 @@ def _train(args: argparse.Namespace) -> None:
         Path(args.config) if args.config else None, churn_horizon_days=args.churn_horizon_days,
         clv_horizon_days=args.clv_horizon_days, purchase_horizons=args.purchase_horizons)
     models = Path(args.models)
+    if args.engine == "dask":
+        _train_dask(args, settings, models)
+        return
     feedback = read_feedback(Path(args.state)) if args.state else None
     if args.dataset == "cdnow":
         shop = load_cdnow(cache_dir=Path(args.data))
@@ -73,6 +76,26 @@ def _train(args: argparse.Namespace) -> None:
         print(f"Recommendation feedback used ({len(feedback):,} events from {args.state}):\n")
         print(position_report(feedback).to_text())
         print()
+
+
+def _train_dask(args: argparse.Namespace, settings: object, models: Path) -> None:
+    """`train --engine dask`: churn on a Parquet dataset, on a Dask cluster (training.dask_engine)."""
+    from tenure.data import load_customers
+    from tenure.settings import TrainSettings
+    from training.dask_engine import train_dask
+    from training.pipeline import metrics_table
+
+    if not args.transactions or args.dataset != "shop" or args.mapping:
+        raise DataError("--engine dask trains on --transactions DIR_OR_GLOB (Parquet files with the canonical "
+                        "columns; no --mapping, --dataset or --shop)")
+    assert isinstance(settings, TrainSettings)
+    customers = load_customers(args.customers_file, args.encoding or "utf-8") if args.customers_file else None
+    name = args.name or Path(str(args.transactions).rstrip("/*")).name
+    results = train_dask(args.transactions, models, settings, scheduler=args.scheduler, customers=customers,
+                         dataset=name)
+    print(f"\nHoldout metrics ({name}; dask engine: churn only; time split, never tuned on the holdout window):\n")
+    print(metrics_table(results, name))
+    print()
 
 
 def _unix_seconds(text: str | None) -> float | None:
@@ -152,7 +175,14 @@ def _serve(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from services.demo import run_demo
 
-    run_demo(args.scoring, args.recommendation, args.segmentation, Path(args.models))
+    # With the services on one Redis (TENURE_ONLINE_STORE=redis://... here too), the demo's event is sent once.
+    run_demo(args.scoring, args.recommendation, args.segmentation, Path(args.models),
+             shared_store=_shared_store(os.environ.get("TENURE_ONLINE_STORE", "")))
+
+
+def _shared_store(url: str) -> bool:
+    """Whether an online_store setting is one store the services share (Redis) rather than one per process."""
+    return url.split("://", 1)[0] in ("redis", "rediss", "unix")
 
 
 def _health(args: argparse.Namespace) -> None:
@@ -165,6 +195,16 @@ def _health(args: argparse.Namespace) -> None:
         print(err, file=sys.stderr)
         raise SystemExit(1) from err
     print(f"{args.target} SERVING")
+
+
+def _ingest(args: argparse.Namespace) -> None:
+    """tenure ingest (tenure.ingest): exit 1 when some event was rejected or some line unreadable."""
+    from tenure.ingest import run_ingest
+
+    code = run_ingest(args.target, args.file, args.from_kafka, args.topic, args.group, args.batch_events,
+                      sys.stdout, sys.stderr)
+    if code:
+        raise SystemExit(code)
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -191,6 +231,14 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _score_file(args: argparse.Namespace) -> None:
+    if args.engine == "dask":
+        from training.dask_engine import score_file_dask
+
+        dask_report = score_file_dask(Path(args.models), args.input, Path(args.output), scheduler=args.scheduler,
+                                      id_column=args.id_column)
+        print(f"rows in {dask_report.rows:,}, scored {dask_report.scored:,}, unknown {dask_report.unknown:,} "
+              f"({dask_report.parts} parts) -> {args.output}")
+        return
     from services.client import score_file
 
     report = score_file(args.target, Path(args.input), Path(args.output), id_column=args.id_column,
@@ -226,7 +274,9 @@ def _run(args: argparse.Namespace) -> None:
     data, models = Path(args.data), Path(args.models)
     if args.settings:
         os.environ["TENURE_SETTINGS_FILE"] = str(Path(args.settings).resolve())
-    ServiceSettings.from_env()  # a bad setting stops here, before training, not in the services
+    if args.online_store is not None:  # the services inherit it
+        os.environ["TENURE_ONLINE_STORE"] = args.online_store
+    online_store = ServiceSettings.from_env().online_store  # a bad setting stops here, before training
     t0 = time.perf_counter()
     exe = [sys.executable, "-m", "tenure.cli"]
     if not (data / "shop" / "transactions.parquet").exists():
@@ -261,7 +311,7 @@ def _run(args: argparse.Namespace) -> None:
             wait_serving(f"127.0.0.1:{port}", timeout_s=120, proc=procs[name])
             print(f"[run] {name} SERVING on 127.0.0.1:{port} (log: {logs / (name + '.log')})")
         scoring, recommendation, segmentation = (f"127.0.0.1:{ports[n]}" for n in SERVICES)
-        run_demo(scoring, recommendation, segmentation, models)
+        run_demo(scoring, recommendation, segmentation, models, shared_store=_shared_store(online_store))
         print("[run] a month later: new features for the same customers (tenure snapshot --days-after 30)")
         show_changes(segmentation, lambda: subprocess.run([*exe, "snapshot", "--shop", str(data / "shop"),
                                                            "--models", str(models), "--days-after", "30"],
@@ -372,12 +422,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--chunk-rows", type=int, default=10_000)
     p.add_argument("--part-chunks", type=int, default=10,
                    help="chunks per part saved in OUTPUT.parts/ (what a rerun after a failure does not score again)")
+    p.add_argument("--models", help=MODELS_HELP + "; --engine dask only: what the workers load (the feature "
+                   "snapshot, churn, lookalike), a path every worker can read")
     p.set_defaults(func=_score_file)
 
     p = sub.add_parser("health", help="exit 0 when the service at TARGET reports SERVING")
     p.add_argument("target", help="host:port")
     p.add_argument("--timeout-s", type=float, default=3.0)
     p.set_defaults(func=_health)
+
+    p = sub.add_parser("ingest", help="send events (orders, returns, feedback) to a service's EventService from a "
+                       "JSON-lines file or a Kafka topic; prints the summary and the rejected events (exit 1 if any)")
+    p.add_argument("--target", required=True, help="host:port of any of the three services")
+    p.add_argument("--file", metavar="EVENTS.jsonl", help="one event per line (format: tenure.client.events)")
+    p.add_argument("--from-kafka", metavar="BOOTSTRAP", help="Kafka bootstrap servers (host:port[,...]); needs "
+                   "the kafka extra (pip install 'tenure[kafka]'); offsets are committed after each batch is applied")
+    p.add_argument("--topic", help="--from-kafka: the topic to consume")
+    p.add_argument("--group", default="tenure-ingest", help="--from-kafka: consumer group (default tenure-ingest)")
+    p.add_argument("--batch-events", type=int, default=1_000, help="events per IngestEvents call (at most 10,000)")
+    p.set_defaults(func=_ingest)
 
     p = sub.add_parser("models", help="the model repository: list versions, pin, unpin, rollback, gc")
     models = p.add_subparsers(dest="action", required=True)
@@ -412,12 +475,22 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("run", help="synthetic shop -> train -> serve -> demo -> stop")
     p.add_argument("--data", default="data")
     p.add_argument("--models", help=MODELS_HELP)
+    p.add_argument("--online-store", metavar="URL", help="the services' online feature store (TENURE_ONLINE_STORE): "
+                   "empty = one embedded store per service (the demo sends its event to each), redis://HOST:PORT = "
+                   "one shared store (sent once; `make run-redis`), off")
     p.set_defaults(func=_run)
 
     for name in ("serve", "run"):
         sub.choices[name].add_argument(
             "--settings", metavar="FILE", help="JSON object of service settings (field names of "
             "tenure.settings.ServiceSettings, like TENURE_SETTINGS_FILE); TENURE_<FIELD> and the flags override it")
+    for name in ("train", "score-file"):
+        sub.choices[name].add_argument("--engine", choices=["pandas", "dask"], default="pandas",
+                                       help="dask: a Parquet dataset (directory or glob, may exceed memory) on a Dask "
+                                       "cluster (training.dask_engine); train: churn only; score-file: --models "
+                                       "read by the workers, OUTPUT a directory of parts")
+        sub.choices[name].add_argument("--scheduler", metavar="ADDRESS", help="--engine dask: the Dask scheduler "
+                                       "(tcp://host:8786); default: a LocalCluster of 2 worker processes")
     for name in ("train", "snapshot", "lookalike"):
         sub.choices[name].add_argument("--progress", action=argparse.BooleanOptionalAction,
                                        help="a progress bar on stderr (default: only when stderr is a terminal)")
