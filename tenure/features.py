@@ -491,7 +491,7 @@ def fit_btyd(arrays: TxArrays, T: float) -> BtydParams | None:
 def btyd_spend_from_rfm(rfm: tuple[np.ndarray, ...], horizons: tuple[int, ...], params: BtydParams | None) -> np.ndarray:
     """(customers, len(horizons)): BG/NBD x Gamma-Gamma expected spend over each horizon (undiscounted) from
     btyd_rfm's summary under `params`; UNKNOWN without a purchase, 0 everywhere without params."""
-    from training.btyd import BetaGeoFitter, GammaGammaFitter
+    from tenure.btyd_math import conditional_expected, expected_average_profit  # numpy only: the services use it
 
     present, x, t_x, big_t, monetary = rfm
     out = np.full((len(present), len(horizons)), UNKNOWN)
@@ -499,12 +499,14 @@ def btyd_spend_from_rfm(rfm: tuple[np.ndarray, ...], horizons: tuple[int, ...], 
     if params is None:
         out[idx] = 0.0
         return out
-    bgf, ggf = BetaGeoFitter(penalizer_coef=0.0), GammaGammaFitter(penalizer_coef=0.0)
-    bgf.params_, ggf.params_ = dict(params["bgf"]), dict(params["ggf"])
+    bgf, ggf = params["bgf"], params["ggf"]
+    f = lambda v: np.asarray(v, np.float64).reshape(-1)  # noqa: E731 - as the fitters' input validation makes them
+    xi, txi, Ti = f(x[idx]), f(t_x[idx]), f(big_t[idx])
     try:
-        value = np.asarray(ggf.conditional_expected_average_profit(x[idx], np.maximum(monetary[idx], 0.0)), np.float64)
+        value = np.asarray(expected_average_profit(ggf["p"], ggf["q"], ggf["v"], xi, f(np.maximum(monetary[idx], 0.0))),
+                           np.float64)
         for j, h in enumerate(horizons):
-            expected = bgf.conditional_expected_number_of_purchases_up_to_time(float(h), x[idx], t_x[idx], big_t[idx])
+            expected = conditional_expected((bgf["r"], bgf["alpha"], bgf["a"], bgf["b"]), np.asarray(float(h)), xi, txi, Ti)
             out[idx, j] = np.asarray(expected, np.float64) * value
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
         log.warning("BG/NBD x Gamma-Gamma features not evaluated (%s): using 0", exc)
