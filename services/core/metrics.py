@@ -54,7 +54,7 @@ MODEL_LOADED = Gauge("tenure_model_loaded_timestamp_seconds", "When the served m
                      ["model", "version"], multiprocess_mode="livemax")
 SNAPSHOT_TIME = Gauge("tenure_feature_snapshot_timestamp_seconds", "Cutoff (as-of time, Unix s) of the feature "
                       "snapshot served; its age is time() - this", ["version"], multiprocess_mode="livemax")
-SEGMENT_MOVES = Counter("tenure_segment_moves", "Customers whose segment changed at a re-scoring, by family",
+SEGMENT_MOVES = Counter("tenure_segment_moves", "Customers whose segment changed (at a re-scoring or after an event), by family",
                         ["family"])
 RESCORINGS = Counter("tenure_rescorings", "Re-scorings of the base recorded (a new snapshot or model version)")
 FEEDBACK = Counter("tenure_feedback_events", "Feedback events received, by type and outcome (recorded/refused)",

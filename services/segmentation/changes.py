@@ -4,6 +4,15 @@ whose segment changed is recorded, in one SQLite file under the service's state 
 A re-scoring is identified by its key (the snapshot and model versions it used): starting the
 service again on the same versions, or a second worker process on the same port, records nothing
 new. Moves get increasing sequence numbers, so a subscriber resumes after the last one it saw.
+
+Real-time moves (`record_events`): after events change a customer's online feature row, the
+customer's segments are compared with their current assignment (the last online one under the
+same snapshot version, else the re-scoring's) and each family that changed is recorded at once in
+the same moves table (rescoring_id 0, the event id): one sequence for both kinds, so resuming
+after a sequence number loses nothing. The online assignments are kept per snapshot version (the
+online store's namespace): a new snapshot version starts from its re-scoring again. A re-scoring
+still compares with the previous re-scoring's assignment, not with real-time moves: a move already
+heard from an event is recorded again by the re-scoring whose snapshot includes the event.
 """
 from __future__ import annotations
 
@@ -103,8 +112,13 @@ CREATE TABLE IF NOT EXISTS assignments (
     PRIMARY KEY (customer_id, family)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS moves (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, rescoring_id INTEGER NOT NULL, customer_id TEXT NOT NULL,
-    family INTEGER NOT NULL, from_segment TEXT NOT NULL, to_segment TEXT NOT NULL, at REAL NOT NULL);
+    family INTEGER NOT NULL, from_segment TEXT NOT NULL, to_segment TEXT NOT NULL, at REAL NOT NULL,
+    event_id TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS online_assignments (
+    customer_id TEXT NOT NULL, family INTEGER NOT NULL, segment TEXT NOT NULL, snapshot TEXT NOT NULL,
+    PRIMARY KEY (customer_id, family)) WITHOUT ROWID;
 """
+MOVE_COLUMNS = "seq, customer_id, family, from_segment, to_segment, rescoring_id, at, event_id"
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,8 @@ class Move:
     to_segment: str
     rescoring_id: int
     at: float
+    event_id: str = ""
+    """The event behind a real-time move (rescoring_id 0); empty for a re-scoring's."""
 
 
 class SegmentLog:
@@ -134,8 +150,12 @@ class SegmentLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._changed = threading.Condition()
+        self._online_version: str | None = None
+        """The snapshot version whose online assignments this process last recorded (older ones are dropped)."""
         with sqlite.connect(self.path) as db:
             db.executescript(SCHEMA)
+            if "event_id" not in {r[1] for r in db.execute("PRAGMA table_info(moves)")}:  # a file of an older build
+                db.execute("ALTER TABLE moves ADD COLUMN event_id TEXT NOT NULL DEFAULT ''")
 
     def record(self, key: str, snapshot_cutoff: str, models: list[tuple[str, str]], customer_ids: np.ndarray,
                families: Mapping[int, np.ndarray | Coded]) -> Rescoring:
@@ -229,6 +249,53 @@ class SegmentLog:
         return {f: (int((codes >= 0).sum()), distinct if (codes >= 0).all() else -1)
                 for f, (codes, _) in current.families.items()}
 
+    def latest_rescoring(self) -> int | None:
+        """The id of the last re-scoring recorded (by any process), None before the first."""
+        with sqlite.connect(self.path) as db:
+            rid = db.execute("SELECT MAX(id) FROM rescorings").fetchone()[0]
+        return None if rid is None else int(rid)
+
+    def record_events(self, snapshot_version: str, customer_ids: list[str], event_ids: list[str],
+                      new: Mapping[int, np.ndarray], batch: Mapping[int, np.ndarray]) -> list[Move]:
+        """Real-time moves: customer i's segments are now new[family][i] after event event_ids[i]; their current
+        assignment is the last one recorded here under snapshot_version, else batch[family][i] (the re-scoring's;
+        '' for a customer it does not hold). Each family whose segment differs is recorded as a move (rescoring_id
+        0) and becomes the current assignment. In one transaction (one writer at a time across worker processes):
+        the same change heard twice (two workers sharing the state directory) is recorded once."""
+        now = time.time()
+        moves: list[tuple[str, int, str, str, str]] = []
+        with sqlite.transaction(self.path) as db:
+            if self._online_version != snapshot_version:  # a new snapshot starts from its re-scoring
+                db.execute("DELETE FROM online_assignments WHERE snapshot != ?", (snapshot_version,))
+                self._online_version = snapshot_version
+            last: dict[tuple[str, int], str] = {}
+            for start in range(0, len(customer_ids), 500):
+                part = customer_ids[start:start + 500]
+                last.update(((c, int(f)), s) for c, f, s in db.execute(
+                    "SELECT customer_id, family, segment FROM online_assignments WHERE snapshot = ? AND customer_id "
+                    f"IN ({','.join('?' * len(part))})", (snapshot_version, *part)))
+            for i, cid in enumerate(customer_ids):
+                for family, names in new.items():
+                    to = str(names[i])
+                    was = last.get((cid, family))
+                    if was is None:
+                        was = str(batch[family][i]) if family in batch else ""
+                    if to != was:
+                        moves.append((cid, family, was, to, event_ids[i]))
+            cur = db.execute("SELECT COALESCE(MAX(seq), 0) FROM moves").fetchone()[0]
+            db.executemany("INSERT INTO moves (rescoring_id, customer_id, family, from_segment, to_segment, at, "
+                           "event_id) VALUES (0, ?, ?, ?, ?, ?, ?)", ((c, f, o, n, now, e) for c, f, o, n, e in moves))
+            db.executemany("INSERT OR REPLACE INTO online_assignments (customer_id, family, segment, snapshot) "
+                           "VALUES (?, ?, ?, ?)", ((c, f, n, snapshot_version) for c, f, _, n, _ in moves))
+            recorded = [Move(*r) for r in db.execute(f"SELECT {MOVE_COLUMNS} FROM moves WHERE seq > ? ORDER BY seq",
+                                                     (cur,))] if moves else []
+        for move in recorded:
+            metrics.SEGMENT_MOVES.labels(FAMILY_NAMES.get(move.family, str(move.family))).inc()
+        if recorded:
+            with self._changed:
+                self._changed.notify_all()
+        return recorded
+
     def rescoring(self, rid: int) -> Rescoring:
         with sqlite.connect(self.path) as db:
             r = db.execute("SELECT id, snapshot_cutoff, at, models, moves FROM rescorings WHERE id = ?",
@@ -238,7 +305,7 @@ class SegmentLog:
     def moves(self, after: int, families: set[int] | None = None, limit: int = 1_000) -> list[Move]:
         if after >= MAX_SEQUENCE:  # nothing can follow it (and SQLite cannot bind a larger integer)
             return []
-        query = "SELECT seq, customer_id, family, from_segment, to_segment, rescoring_id, at FROM moves WHERE seq > ?"
+        query = f"SELECT {MOVE_COLUMNS} FROM moves WHERE seq > ?"
         args: list[object] = [after]
         if families:
             query += f" AND family IN ({','.join('?' * len(families))})"

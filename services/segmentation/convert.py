@@ -71,7 +71,8 @@ def catalog(seg: Segmenter) -> pb.SegmentCatalog:
 
 def change_message(m: Move) -> pb.SegmentChange:
     return pb.SegmentChange(sequence=m.seq, customer_id=m.customer_id, family=pb.SegmentFamily.ValueType(m.family),
-                            from_segment=m.from_segment, to_segment=m.to_segment, rescoring_id=m.rescoring_id, at=m.at)
+                            from_segment=m.from_segment, to_segment=m.to_segment, rescoring_id=m.rescoring_id, at=m.at,
+                            event_id=m.event_id)
 
 
 def member(cid: str, score: float, rank: int, model: common_pb2.ModelVersion) -> pb.AudienceMember:

@@ -146,12 +146,9 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         k = request.recommendations or 5
         if k > MAX_360_RECOMMENDATIONS:
             raise InvalidInput(f"recommendations={k}; expected 0..{MAX_360_RECOMMENDATIONS} (0 means 5)")
-        rows, errors = seg.rows([request.customer_id])
-        if errors:
-            raise errors[0]  # NOT_FOUND, or INVALID_ARGUMENT for an empty id
-        row = int(rows[0])
+        # the online row when events changed the customer since the snapshot (or made them a customer)
+        X, segments = seg.customer(request.customer_id)  # NOT_FOUND, or INVALID_ARGUMENT for an empty id
         pred = seg.predictor
-        X = seg.snapshot.X[row:row + 1]
         table, reasons = pred.predict(X), pred.reasons(X)
         names = seg.snapshot.feature_names
         base = seg.base_stats.mean
@@ -164,7 +161,7 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             key_features=[value(names.index(n)) for n in KEY_FEATURES if n in names],
             features=[value(j) for j in range(len(names))],
             predictions=predictions_message(pred, table, 0, reasons[0], X),
-            segments=convert.segments_message(seg, seg.segments([request.customer_id]), 0),
+            segments=convert.segments_message(seg, segments, 0),
             snapshot_cutoff=seg.snapshot.cutoff.isoformat(),
             missing_models=seg.missing,
         )
