@@ -40,6 +40,10 @@ class OnlineHub:
         self._by_version: dict[str, OnlineFeatures] = {}
         self._listeners: list[Callable[[OnlineFeatures, Changes], None]] = []
         self.current: OnlineFeatures | None = None
+        if not self.off and self.url in ("", "embedded") and settings.workers != 1:
+            log.warning("TENURE_WORKERS=%s with the embedded online store: each worker process keeps its own, so an "
+                        "event changes only the worker that ingested it; share one with TENURE_ONLINE_STORE=redis://...",
+                        settings.workers)
 
     def attach(self, snapshot: FeatureSnapshot) -> OnlineFeatures | None:
         """The online features of `snapshot` (opened once per snapshot version, then shared); becomes current."""
