@@ -764,13 +764,6 @@ class OnlineFeatures:
         """The customer's online feature row (read-only float32), None without events since the snapshot."""
         return self._decode(self.store.vector(customer))
 
-    def as_of(self, customer: str) -> float | None:
-        """Unix seconds the customer's online row is as of, None without one."""
-        blob = self.store.vector(customer)
-        if not blob:
-            return None
-        return float(np.frombuffer(blob, np.float64, 1, 4 * self.n_features)[0]) * 86_400.0
-
     def vectors(self, customers: list[str]) -> dict[int, np.ndarray]:
         """{position in customers: online row} for the customers that have one."""
         out: dict[int, np.ndarray] = {}
@@ -798,14 +791,6 @@ class OnlineFeatures:
         n = self.n_features
         products = {p: (float(c), float(t)) for p, (c, t) in state["p"].items()}
         return np.frombuffer(blob, np.float32, n), float(np.frombuffer(blob, np.float64, 1, 4 * n)[0]) * 86_400.0, products
-
-    def products(self, customer: str) -> dict[str, tuple[float, float]] | None:
-        """Products the customer bought (product id -> (purchase lines, last purchase day)), None without
-        events since the snapshot."""
-        state = self.store.state(customer)
-        if state is None:
-            return None
-        return {p: (float(c), float(t)) for p, (c, t) in state["p"].items()}
 
     def vectors_at(self, customers: Iterable[str], T: float) -> tuple[list[str], np.ndarray]:
         """Every listed customer's row at day T from its current state (the store's, else the seed's): the

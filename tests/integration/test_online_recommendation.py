@@ -68,10 +68,11 @@ def expected(local: Recommender, cid: str, events: list[Event], k: int | None = 
     try:
         summary = online.ingest(events)
         assert summary.applied == len(events), summary.outcomes
-        vec, as_of, products = online.vector(cid), online.as_of(cid), online.products(cid)
+        found = online.entry(cid)
     finally:
         online.close()
-    assert vec is not None and as_of is not None and products is not None
+    assert found is not None
+    vec, as_of, products = found
     P = aff.n_products
     hist, last = np.zeros((1, P), np.float32), np.zeros((1, P), np.float32)
     for pid, (count, day) in products.items():

@@ -92,11 +92,11 @@ def test_an_order_changes_the_next_score_and_predict_embedded(serve, trained_rep
     online = OnlineFeatures.open(snapshot, snapshot.version_dir, "", 3600)
     try:
         online.ingest([to_event(ev)])
-        row = online.vector(cid)
-        as_of = online.as_of(cid)
+        found = online.entry(cid)
     finally:
         online.close()
-    assert row is not None and as_of is not None
+    assert found is not None
+    row, as_of, _ = found
     recency = snapshot.feature_names.index("recency_days")
     assert snapshot.X[i, recency] > 1.0 and row[recency] == pytest.approx(1 / DAY)  # 1 s after the order
     after = pair(score(scoring, cid)[0])

@@ -60,8 +60,11 @@ def test_events_apply_once_in_time_order_and_bad_ones_fail_alone(snap: tuple[Fea
     assert row[col["orders_total"]] == before[col["orders_total"]] + 2
     assert row[col["recency_days"]] == pytest.approx(1 / 86_400, abs=1e-6)  # as of a second after the last order
     assert row[col["spend_total"]] == pytest.approx(before[col["spend_total"]] + 40.0, rel=1e-6)
-    assert online.as_of(cid) == pytest.approx(c0 + 2 * 86_400 + 1)
-    assert online.products(cid)[pid][0] >= 2  # type: ignore[index]
+    found = online.entry(cid)
+    assert found is not None
+    np.testing.assert_array_equal(found[0], row)
+    assert found[1] == pytest.approx(c0 + 2 * 86_400 + 1)
+    assert found[2][pid][0] >= 2
     again = online.ingest([order("h", cid, c0 + 2 * 86_400, (pid, 10.0))])
     assert again.duplicates == 1 and again.applied == 0
     np.testing.assert_array_equal(online.vector(cid), row)
