@@ -95,6 +95,8 @@ class Shop:
     transactions: pd.DataFrame
     customers: pd.DataFrame | None
     products: pd.DataFrame | None
+    campaigns: pd.DataFrame | None = None
+    """Campaign sends (see tenure.campaigns): who was sent which campaign when, or held out as its control."""
 
 
 def check_encoding(encoding: str, what: str = "encoding") -> str:
@@ -1011,6 +1013,7 @@ _SHOP_FILES = {
     "transactions": "transactions.parquet",
     "customers": "customers.parquet",
     "products": "products.parquet",
+    "campaigns": "campaigns.parquet",
 }
 
 
@@ -1079,4 +1082,5 @@ def read_shop(directory: str | Path) -> Shop:
         transactions=tx,
         customers=frames["customers"],
         products=frames["products"],
+        campaigns=frames["campaigns"],
     )

@@ -41,7 +41,8 @@ def data_end(shop: Shop) -> pd.Timestamp:
 
 Progress = Callable[[int, int, str], None]
 """Told how a long job advances: steps done, of how many, and what runs now (the CLI draws a progress bar)."""
-TRAIN_STEPS = ("encoding", "churn", "clv", "purchase", "propensity", "channel", "features", "lookalike", "clusters")
+TRAIN_STEPS = ("encoding", "churn", "clv", "purchase", "propensity", "channel", "features", "lookalike", "clusters",
+               "send time", "uplift")
 """The steps of train_all, in order; then "publishing"."""
 CDNOW_STEPS = ("encoding", "churn-cdnow", "clv-cdnow")
 SNAPSHOT_STEPS = ("feature space", "encoding", "customer features", "affinity", "saving")
@@ -357,7 +358,8 @@ def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureS
     snapshot = FeatureSnapshot(cutoff=cutoff, space=space, customer_ids=arrays.customer_ids[codes], X=X,
                                catalog=catalog, affinity=affinity, anonymous=np.median(X, axis=0).astype(np.float32))
     step("saving")
-    path = snapshot.save(repo, extra={SEED_FILE: seed_bytes(seed)}, manifest=Manifest(
+    extra = {SEED_FILE: seed_bytes(seed)}  # files beside snapshot.npz, one row per snapshot customer where per customer
+    path = snapshot.save(repo, extra=extra, manifest=Manifest(
         name="features", kind="feature-snapshot", data_fingerprint=fp or fingerprint(shop),
         training_window={"data_start": str(start.date()), "cutoff": str(cutoff.date())}))
     return snapshot, path

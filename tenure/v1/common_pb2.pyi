@@ -67,3 +67,21 @@ class Product(_message.Message):
     category: str
     price: float
     def __init__(self, product_id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., price: _Optional[float] = ...) -> None: ...
+
+class CustomerAttribute(_message.Message):
+    __slots__ = ("name", "kind", "number", "text", "values", "granted", "channel")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    number: float
+    text: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    granted: bool
+    channel: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., number: _Optional[float] = ..., text: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., granted: _Optional[bool] = ..., channel: _Optional[str] = ...) -> None: ...

@@ -25,39 +25,39 @@ _sym_db = _symbol_database.Default()
 from tenure.v1 import common_pb2 as tenure_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etenure/v1/recommendation.proto\x12\ttenure.v1\x1a\x16tenure/v1/common.proto\"\x81\x01\n\x10RecommendRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12\x1b\n\x13\x65xclude_product_ids\x18\x03 \x03(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\x1e\n\x16include_recently_shown\x18\x05 \x01(\x08\"2\n\nBasketItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\r\"~\n\x19RecommendForBasketRequest\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.tenure.v1.BasketItem\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12\x1b\n\x13\x65xclude_product_ids\x18\x04 \x03(\t\"~\n\x0eRecommendation\x12#\n\x07product\x18\x01 \x01(\x0b\x32\x12.tenure.v1.Product\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\r\x12*\n\x06source\x18\x04 \x01(\x0e\x32\x1a.tenure.v1.CandidateSource\"\xb5\x01\n\x11RecommendResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.tenure.v1.Recommendation\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.tenure.v1.ModelVersion\x12\x19\n\x11\x63\x61ndidates_scored\x18\x03 \x01(\r\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x1f\n\x17\x65xcluded_recently_shown\x18\x05 \x01(\r\"\x98\x01\n\rFeedbackEvent\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.tenure.v1.FeedbackKind\x12\x10\n\x08position\x18\x04 \x01(\r\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x11\n\ttimestamp\x18\x06 \x01(\x01\"A\n\x15RecordFeedbackRequest\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.tenure.v1.FeedbackEvent\"S\n\x16RecordFeedbackResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r\x12\'\n\x08\x66\x61ilures\x18\x02 \x03(\x0b\x32\x15.tenure.v1.RowFailure\"5\n\x15\x46\x65\x65\x64\x62\x61\x63kReportRequest\x12\r\n\x05since\x18\x01 \x01(\x01\x12\r\n\x05until\x18\x02 \x01(\x01\"\x8e\x01\n\rPositionStats\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x13\n\x0bimpressions\x18\x02 \x01(\x04\x12\x0e\n\x06\x63licks\x18\x03 \x01(\x04\x12\x11\n\tpurchases\x18\x04 \x01(\x04\x12\x1a\n\x12\x63lick_through_rate\x18\x05 \x01(\x01\x12\x17\n\x0f\x63onversion_rate\x18\x06 \x01(\x01\"f\n\x0e\x46\x65\x65\x64\x62\x61\x63kReport\x12+\n\tpositions\x18\x01 \x03(\x0b\x32\x18.tenure.v1.PositionStats\x12\'\n\x05total\x18\x02 \x01(\x0b\x32\x18.tenure.v1.PositionStats*\xb8\x01\n\x0f\x43\x61ndidateSource\x12 \n\x1c\x43\x41NDIDATE_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43\x41NDIDATE_SOURCE_HISTORY\x10\x01\x12 \n\x1c\x43\x41NDIDATE_SOURCE_CO_PURCHASE\x10\x02\x12%\n!CANDIDATE_SOURCE_CATEGORY_POPULAR\x10\x03\x12\x1c\n\x18\x43\x41NDIDATE_SOURCE_POPULAR\x10\x04*\x80\x01\n\x0c\x46\x65\x65\x64\x62\x61\x63kKind\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46\x45\x45\x44\x42\x41\x43K_KIND_IMPRESSION\x10\x01\x12\x17\n\x13\x46\x45\x45\x44\x42\x41\x43K_KIND_CLICK\x10\x02\x12\x1a\n\x16\x46\x45\x45\x44\x42\x41\x43K_KIND_PURCHASE\x10\x03\x32\xe2\x02\n\x15RecommendationService\x12\x46\n\tRecommend\x12\x1b.tenure.v1.RecommendRequest\x1a\x1c.tenure.v1.RecommendResponse\x12X\n\x12RecommendForBasket\x12$.tenure.v1.RecommendForBasketRequest\x1a\x1c.tenure.v1.RecommendResponse\x12U\n\x0eRecordFeedback\x12 .tenure.v1.RecordFeedbackRequest\x1a!.tenure.v1.RecordFeedbackResponse\x12P\n\x11GetFeedbackReport\x12 .tenure.v1.FeedbackReportRequest\x1a\x19.tenure.v1.FeedbackReportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etenure/v1/recommendation.proto\x12\ttenure.v1\x1a\x16tenure/v1/common.proto\"\xa2\x01\n\x10RecommendRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12\x1b\n\x13\x65xclude_product_ids\x18\x03 \x03(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\x1e\n\x16include_recently_shown\x18\x05 \x01(\x08\x12\x1f\n\x17\x64\x65\x63lared_interests_only\x18\x06 \x01(\x08\"2\n\nBasketItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\r\"~\n\x19RecommendForBasketRequest\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.tenure.v1.BasketItem\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12\x1b\n\x13\x65xclude_product_ids\x18\x04 \x03(\t\"~\n\x0eRecommendation\x12#\n\x07product\x18\x01 \x01(\x0b\x32\x12.tenure.v1.Product\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\r\x12*\n\x06source\x18\x04 \x01(\x0e\x32\x1a.tenure.v1.CandidateSource\"\xd1\x01\n\x11RecommendResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.tenure.v1.Recommendation\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.tenure.v1.ModelVersion\x12\x19\n\x11\x63\x61ndidates_scored\x18\x03 \x01(\r\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x1f\n\x17\x65xcluded_recently_shown\x18\x05 \x01(\r\x12\x1a\n\x12\x63\x61tegories_applied\x18\x06 \x03(\t\"\x98\x01\n\rFeedbackEvent\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.tenure.v1.FeedbackKind\x12\x10\n\x08position\x18\x04 \x01(\r\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x11\n\ttimestamp\x18\x06 \x01(\x01\"A\n\x15RecordFeedbackRequest\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.tenure.v1.FeedbackEvent\"S\n\x16RecordFeedbackResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r\x12\'\n\x08\x66\x61ilures\x18\x02 \x03(\x0b\x32\x15.tenure.v1.RowFailure\"5\n\x15\x46\x65\x65\x64\x62\x61\x63kReportRequest\x12\r\n\x05since\x18\x01 \x01(\x01\x12\r\n\x05until\x18\x02 \x01(\x01\"\x8e\x01\n\rPositionStats\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x13\n\x0bimpressions\x18\x02 \x01(\x04\x12\x0e\n\x06\x63licks\x18\x03 \x01(\x04\x12\x11\n\tpurchases\x18\x04 \x01(\x04\x12\x1a\n\x12\x63lick_through_rate\x18\x05 \x01(\x01\x12\x17\n\x0f\x63onversion_rate\x18\x06 \x01(\x01\"f\n\x0e\x46\x65\x65\x64\x62\x61\x63kReport\x12+\n\tpositions\x18\x01 \x03(\x0b\x32\x18.tenure.v1.PositionStats\x12\'\n\x05total\x18\x02 \x01(\x0b\x32\x18.tenure.v1.PositionStats*\xb8\x01\n\x0f\x43\x61ndidateSource\x12 \n\x1c\x43\x41NDIDATE_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43\x41NDIDATE_SOURCE_HISTORY\x10\x01\x12 \n\x1c\x43\x41NDIDATE_SOURCE_CO_PURCHASE\x10\x02\x12%\n!CANDIDATE_SOURCE_CATEGORY_POPULAR\x10\x03\x12\x1c\n\x18\x43\x41NDIDATE_SOURCE_POPULAR\x10\x04*\x80\x01\n\x0c\x46\x65\x65\x64\x62\x61\x63kKind\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46\x45\x45\x44\x42\x41\x43K_KIND_IMPRESSION\x10\x01\x12\x17\n\x13\x46\x45\x45\x44\x42\x41\x43K_KIND_CLICK\x10\x02\x12\x1a\n\x16\x46\x45\x45\x44\x42\x41\x43K_KIND_PURCHASE\x10\x03\x32\xe2\x02\n\x15RecommendationService\x12\x46\n\tRecommend\x12\x1b.tenure.v1.RecommendRequest\x1a\x1c.tenure.v1.RecommendResponse\x12X\n\x12RecommendForBasket\x12$.tenure.v1.RecommendForBasketRequest\x1a\x1c.tenure.v1.RecommendResponse\x12U\n\x0eRecordFeedback\x12 .tenure.v1.RecordFeedbackRequest\x1a!.tenure.v1.RecordFeedbackResponse\x12P\n\x11GetFeedbackReport\x12 .tenure.v1.FeedbackReportRequest\x1a\x19.tenure.v1.FeedbackReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tenure.v1.recommendation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CANDIDATESOURCE']._serialized_start=1305
-  _globals['_CANDIDATESOURCE']._serialized_end=1489
-  _globals['_FEEDBACKKIND']._serialized_start=1492
-  _globals['_FEEDBACKKIND']._serialized_end=1620
+  _globals['_CANDIDATESOURCE']._serialized_start=1366
+  _globals['_CANDIDATESOURCE']._serialized_end=1550
+  _globals['_FEEDBACKKIND']._serialized_start=1553
+  _globals['_FEEDBACKKIND']._serialized_end=1681
   _globals['_RECOMMENDREQUEST']._serialized_start=70
-  _globals['_RECOMMENDREQUEST']._serialized_end=199
-  _globals['_BASKETITEM']._serialized_start=201
-  _globals['_BASKETITEM']._serialized_end=251
-  _globals['_RECOMMENDFORBASKETREQUEST']._serialized_start=253
-  _globals['_RECOMMENDFORBASKETREQUEST']._serialized_end=379
-  _globals['_RECOMMENDATION']._serialized_start=381
-  _globals['_RECOMMENDATION']._serialized_end=507
-  _globals['_RECOMMENDRESPONSE']._serialized_start=510
-  _globals['_RECOMMENDRESPONSE']._serialized_end=691
-  _globals['_FEEDBACKEVENT']._serialized_start=694
-  _globals['_FEEDBACKEVENT']._serialized_end=846
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=848
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=913
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=915
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=998
-  _globals['_FEEDBACKREPORTREQUEST']._serialized_start=1000
-  _globals['_FEEDBACKREPORTREQUEST']._serialized_end=1053
-  _globals['_POSITIONSTATS']._serialized_start=1056
-  _globals['_POSITIONSTATS']._serialized_end=1198
-  _globals['_FEEDBACKREPORT']._serialized_start=1200
-  _globals['_FEEDBACKREPORT']._serialized_end=1302
-  _globals['_RECOMMENDATIONSERVICE']._serialized_start=1623
-  _globals['_RECOMMENDATIONSERVICE']._serialized_end=1977
+  _globals['_RECOMMENDREQUEST']._serialized_end=232
+  _globals['_BASKETITEM']._serialized_start=234
+  _globals['_BASKETITEM']._serialized_end=284
+  _globals['_RECOMMENDFORBASKETREQUEST']._serialized_start=286
+  _globals['_RECOMMENDFORBASKETREQUEST']._serialized_end=412
+  _globals['_RECOMMENDATION']._serialized_start=414
+  _globals['_RECOMMENDATION']._serialized_end=540
+  _globals['_RECOMMENDRESPONSE']._serialized_start=543
+  _globals['_RECOMMENDRESPONSE']._serialized_end=752
+  _globals['_FEEDBACKEVENT']._serialized_start=755
+  _globals['_FEEDBACKEVENT']._serialized_end=907
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=909
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=974
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=976
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=1059
+  _globals['_FEEDBACKREPORTREQUEST']._serialized_start=1061
+  _globals['_FEEDBACKREPORTREQUEST']._serialized_end=1114
+  _globals['_POSITIONSTATS']._serialized_start=1117
+  _globals['_POSITIONSTATS']._serialized_end=1259
+  _globals['_FEEDBACKREPORT']._serialized_start=1261
+  _globals['_FEEDBACKREPORT']._serialized_end=1363
+  _globals['_RECOMMENDATIONSERVICE']._serialized_start=1684
+  _globals['_RECOMMENDATIONSERVICE']._serialized_end=2038
 # @@protoc_insertion_point(module_scope)

@@ -33,18 +33,20 @@ FEEDBACK_KIND_CLICK: FeedbackKind
 FEEDBACK_KIND_PURCHASE: FeedbackKind
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("customer_id", "k", "exclude_product_ids", "category", "include_recently_shown")
+    __slots__ = ("customer_id", "k", "exclude_product_ids", "category", "include_recently_shown", "declared_interests_only")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_RECENTLY_SHOWN_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_INTERESTS_ONLY_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     k: int
     exclude_product_ids: _containers.RepeatedScalarFieldContainer[str]
     category: str
     include_recently_shown: bool
-    def __init__(self, customer_id: _Optional[str] = ..., k: _Optional[int] = ..., exclude_product_ids: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., include_recently_shown: _Optional[bool] = ...) -> None: ...
+    declared_interests_only: bool
+    def __init__(self, customer_id: _Optional[str] = ..., k: _Optional[int] = ..., exclude_product_ids: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., include_recently_shown: _Optional[bool] = ..., declared_interests_only: _Optional[bool] = ...) -> None: ...
 
 class BasketItem(_message.Message):
     __slots__ = ("product_id", "quantity")
@@ -79,18 +81,20 @@ class Recommendation(_message.Message):
     def __init__(self, product: _Optional[_Union[_common_pb2.Product, _Mapping]] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., source: _Optional[_Union[CandidateSource, str]] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "model", "candidates_scored", "request_id", "excluded_recently_shown")
+    __slots__ = ("items", "model", "candidates_scored", "request_id", "excluded_recently_shown", "categories_applied")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_SCORED_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_RECENTLY_SHOWN_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_APPLIED_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Recommendation]
     model: _common_pb2.ModelVersion
     candidates_scored: int
     request_id: str
     excluded_recently_shown: int
-    def __init__(self, items: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelVersion, _Mapping]] = ..., candidates_scored: _Optional[int] = ..., request_id: _Optional[str] = ..., excluded_recently_shown: _Optional[int] = ...) -> None: ...
+    categories_applied: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, items: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelVersion, _Mapping]] = ..., candidates_scored: _Optional[int] = ..., request_id: _Optional[str] = ..., excluded_recently_shown: _Optional[int] = ..., categories_applied: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeedbackEvent(_message.Message):
     __slots__ = ("customer_id", "product_id", "kind", "position", "request_id", "timestamp")

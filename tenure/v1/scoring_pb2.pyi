@@ -170,26 +170,66 @@ class PurchasePrediction(_message.Message):
     def __init__(self, probability_7d: _Optional[float] = ..., probability_30d: _Optional[float] = ..., probability_90d: _Optional[float] = ..., expected_days_to_next: _Optional[float] = ..., next_purchase_date: _Optional[str] = ..., avg_days_between_orders: _Optional[float] = ...) -> None: ...
 
 class ChannelAffinity(_message.Message):
-    __slots__ = ("channel", "probability")
+    __slots__ = ("channel", "probability", "opted_out")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    OPTED_OUT_FIELD_NUMBER: _ClassVar[int]
     channel: str
     probability: float
-    def __init__(self, channel: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
+    opted_out: bool
+    def __init__(self, channel: _Optional[str] = ..., probability: _Optional[float] = ..., opted_out: _Optional[bool] = ...) -> None: ...
+
+class SendTime(_message.Message):
+    __slots__ = ("best_hour", "best_window_start_hour", "best_weekday", "hour_distribution", "weekday_distribution", "timezone", "events", "own_weight")
+    BEST_HOUR_FIELD_NUMBER: _ClassVar[int]
+    BEST_WINDOW_START_HOUR_FIELD_NUMBER: _ClassVar[int]
+    BEST_WEEKDAY_FIELD_NUMBER: _ClassVar[int]
+    HOUR_DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    WEEKDAY_DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    OWN_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    best_hour: int
+    best_window_start_hour: int
+    best_weekday: int
+    hour_distribution: _containers.RepeatedScalarFieldContainer[float]
+    weekday_distribution: _containers.RepeatedScalarFieldContainer[float]
+    timezone: str
+    events: int
+    own_weight: float
+    def __init__(self, best_hour: _Optional[int] = ..., best_window_start_hour: _Optional[int] = ..., best_weekday: _Optional[int] = ..., hour_distribution: _Optional[_Iterable[float]] = ..., weekday_distribution: _Optional[_Iterable[float]] = ..., timezone: _Optional[str] = ..., events: _Optional[int] = ..., own_weight: _Optional[float] = ...) -> None: ...
+
+class UpliftPrediction(_message.Message):
+    __slots__ = ("uplift", "p_treated", "p_control", "group", "window_days")
+    UPLIFT_FIELD_NUMBER: _ClassVar[int]
+    P_TREATED_FIELD_NUMBER: _ClassVar[int]
+    P_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_DAYS_FIELD_NUMBER: _ClassVar[int]
+    uplift: float
+    p_treated: float
+    p_control: float
+    group: str
+    window_days: int
+    def __init__(self, uplift: _Optional[float] = ..., p_treated: _Optional[float] = ..., p_control: _Optional[float] = ..., group: _Optional[str] = ..., window_days: _Optional[int] = ...) -> None: ...
 
 class Predictions(_message.Message):
-    __slots__ = ("churn", "clv", "purchase", "channels", "lookalike_score")
+    __slots__ = ("churn", "clv", "purchase", "channels", "lookalike_score", "send_time", "uplift")
     CHURN_FIELD_NUMBER: _ClassVar[int]
     CLV_FIELD_NUMBER: _ClassVar[int]
     PURCHASE_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     LOOKALIKE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    SEND_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPLIFT_FIELD_NUMBER: _ClassVar[int]
     churn: ChurnPrediction
     clv: ClvPrediction
     purchase: PurchasePrediction
     channels: _containers.RepeatedCompositeFieldContainer[ChannelAffinity]
     lookalike_score: float
-    def __init__(self, churn: _Optional[_Union[ChurnPrediction, _Mapping]] = ..., clv: _Optional[_Union[ClvPrediction, _Mapping]] = ..., purchase: _Optional[_Union[PurchasePrediction, _Mapping]] = ..., channels: _Optional[_Iterable[_Union[ChannelAffinity, _Mapping]]] = ..., lookalike_score: _Optional[float] = ...) -> None: ...
+    send_time: SendTime
+    uplift: UpliftPrediction
+    def __init__(self, churn: _Optional[_Union[ChurnPrediction, _Mapping]] = ..., clv: _Optional[_Union[ClvPrediction, _Mapping]] = ..., purchase: _Optional[_Union[PurchasePrediction, _Mapping]] = ..., channels: _Optional[_Iterable[_Union[ChannelAffinity, _Mapping]]] = ..., lookalike_score: _Optional[float] = ..., send_time: _Optional[_Union[SendTime, _Mapping]] = ..., uplift: _Optional[_Union[UpliftPrediction, _Mapping]] = ...) -> None: ...
 
 class CustomerPredictions(_message.Message):
     __slots__ = ("customer_id", "predictions", "error")

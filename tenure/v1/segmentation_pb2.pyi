@@ -44,6 +44,9 @@ class ConditionOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONDITION_OP_IN: _ClassVar[ConditionOp]
     CONDITION_OP_TOP_PERCENT: _ClassVar[ConditionOp]
     CONDITION_OP_BOTTOM_PERCENT: _ClassVar[ConditionOp]
+    CONDITION_OP_EQ: _ClassVar[ConditionOp]
+    CONDITION_OP_NOT_IN: _ClassVar[ConditionOp]
+    CONDITION_OP_BETWEEN: _ClassVar[ConditionOp]
 
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -75,6 +78,9 @@ CONDITION_OP_LT: ConditionOp
 CONDITION_OP_IN: ConditionOp
 CONDITION_OP_TOP_PERCENT: ConditionOp
 CONDITION_OP_BOTTOM_PERCENT: ConditionOp
+CONDITION_OP_EQ: ConditionOp
+CONDITION_OP_NOT_IN: ConditionOp
+CONDITION_OP_BETWEEN: ConditionOp
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -276,16 +282,18 @@ class SegmentChange(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., customer_id: _Optional[str] = ..., family: _Optional[_Union[SegmentFamily, str]] = ..., from_segment: _Optional[str] = ..., to_segment: _Optional[str] = ..., rescoring_id: _Optional[int] = ..., at: _Optional[float] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class Condition(_message.Message):
-    __slots__ = ("field", "op", "value", "values")
+    __slots__ = ("field", "op", "value", "values", "value_max")
     FIELD_FIELD_NUMBER: _ClassVar[int]
     OP_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_MAX_FIELD_NUMBER: _ClassVar[int]
     field: str
     op: ConditionOp
     value: float
     values: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, field: _Optional[str] = ..., op: _Optional[_Union[ConditionOp, str]] = ..., value: _Optional[float] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+    value_max: float
+    def __init__(self, field: _Optional[str] = ..., op: _Optional[_Union[ConditionOp, str]] = ..., value: _Optional[float] = ..., values: _Optional[_Iterable[str]] = ..., value_max: _Optional[float] = ...) -> None: ...
 
 class AudienceQuery(_message.Message):
     __slots__ = ("conditions", "order_by", "cursor", "limit")
@@ -312,7 +320,7 @@ class AudienceHeader(_message.Message):
     def __init__(self, count: _Optional[int] = ..., base: _Optional[int] = ..., rescoring_id: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
 
 class AudienceMemberRow(_message.Message):
-    __slots__ = ("customer_id", "position", "cursor", "churn", "clv_predicted", "purchase_30d", "rfm_segment", "lifecycle")
+    __slots__ = ("customer_id", "position", "cursor", "churn", "clv_predicted", "purchase_30d", "rfm_segment", "lifecycle", "uplift", "best_hour", "best_weekday", "send_timezone", "next_send_at")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
@@ -321,6 +329,11 @@ class AudienceMemberRow(_message.Message):
     PURCHASE_30D_FIELD_NUMBER: _ClassVar[int]
     RFM_SEGMENT_FIELD_NUMBER: _ClassVar[int]
     LIFECYCLE_FIELD_NUMBER: _ClassVar[int]
+    UPLIFT_FIELD_NUMBER: _ClassVar[int]
+    BEST_HOUR_FIELD_NUMBER: _ClassVar[int]
+    BEST_WEEKDAY_FIELD_NUMBER: _ClassVar[int]
+    SEND_TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SEND_AT_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     position: int
     cursor: str
@@ -329,7 +342,12 @@ class AudienceMemberRow(_message.Message):
     purchase_30d: float
     rfm_segment: str
     lifecycle: str
-    def __init__(self, customer_id: _Optional[str] = ..., position: _Optional[int] = ..., cursor: _Optional[str] = ..., churn: _Optional[float] = ..., clv_predicted: _Optional[float] = ..., purchase_30d: _Optional[float] = ..., rfm_segment: _Optional[str] = ..., lifecycle: _Optional[str] = ...) -> None: ...
+    uplift: float
+    best_hour: int
+    best_weekday: int
+    send_timezone: str
+    next_send_at: str
+    def __init__(self, customer_id: _Optional[str] = ..., position: _Optional[int] = ..., cursor: _Optional[str] = ..., churn: _Optional[float] = ..., clv_predicted: _Optional[float] = ..., purchase_30d: _Optional[float] = ..., rfm_segment: _Optional[str] = ..., lifecycle: _Optional[str] = ..., uplift: _Optional[float] = ..., best_hour: _Optional[int] = ..., best_weekday: _Optional[int] = ..., send_timezone: _Optional[str] = ..., next_send_at: _Optional[str] = ...) -> None: ...
 
 class AudienceExportItem(_message.Message):
     __slots__ = ("header", "member")
@@ -439,7 +457,7 @@ class FeatureValue(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., base_mean: _Optional[float] = ...) -> None: ...
 
 class Customer360(_message.Message):
-    __slots__ = ("customer_id", "key_features", "predictions", "segments", "recommendations", "recommendations_error", "models", "snapshot_cutoff", "features", "missing_models")
+    __slots__ = ("customer_id", "key_features", "predictions", "segments", "recommendations", "recommendations_error", "models", "snapshot_cutoff", "features", "missing_models", "attributes")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FEATURES_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -450,6 +468,7 @@ class Customer360(_message.Message):
     SNAPSHOT_CUTOFF_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     MISSING_MODELS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     key_features: _containers.RepeatedCompositeFieldContainer[FeatureValue]
     predictions: _scoring_pb2.Predictions
@@ -460,4 +479,5 @@ class Customer360(_message.Message):
     snapshot_cutoff: str
     features: _containers.RepeatedCompositeFieldContainer[FeatureValue]
     missing_models: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, customer_id: _Optional[str] = ..., key_features: _Optional[_Iterable[_Union[FeatureValue, _Mapping]]] = ..., predictions: _Optional[_Union[_scoring_pb2.Predictions, _Mapping]] = ..., segments: _Optional[_Union[Segments, _Mapping]] = ..., recommendations: _Optional[_Iterable[_Union[_recommendation_pb2.Recommendation, _Mapping]]] = ..., recommendations_error: _Optional[str] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., snapshot_cutoff: _Optional[str] = ..., features: _Optional[_Iterable[_Union[FeatureValue, _Mapping]]] = ..., missing_models: _Optional[_Iterable[str]] = ...) -> None: ...
+    attributes: _containers.RepeatedCompositeFieldContainer[_common_pb2.CustomerAttribute]
+    def __init__(self, customer_id: _Optional[str] = ..., key_features: _Optional[_Iterable[_Union[FeatureValue, _Mapping]]] = ..., predictions: _Optional[_Union[_scoring_pb2.Predictions, _Mapping]] = ..., segments: _Optional[_Union[Segments, _Mapping]] = ..., recommendations: _Optional[_Iterable[_Union[_recommendation_pb2.Recommendation, _Mapping]]] = ..., recommendations_error: _Optional[str] = ..., models: _Optional[_Iterable[_Union[_common_pb2.ModelVersion, _Mapping]]] = ..., snapshot_cutoff: _Optional[str] = ..., features: _Optional[_Iterable[_Union[FeatureValue, _Mapping]]] = ..., missing_models: _Optional[_Iterable[str]] = ..., attributes: _Optional[_Iterable[_Union[_common_pb2.CustomerAttribute, _Mapping]]] = ...) -> None: ...
