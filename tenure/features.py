@@ -22,6 +22,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from tenure.attributes import feature_columns as attribute_feature_columns
+from tenure.attributes import feature_names as attribute_feature_names
+from tenure.attributes import feature_spec
+from tenure.attributes import unknown_values as attribute_unknowns
 from tenure.sparse import CSRLike, dense_times
 
 if TYPE_CHECKING:
@@ -215,9 +219,13 @@ class FeatureSpace:
     has_signup: bool = False
     btyd_horizons: tuple[int, ...] = ()
     """Horizons (days) of the `bgnbd_gg_spend_{h}d` columns (see `btyd_spend_columns`); () = none."""
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Customers-file attributes as features (tenure.attributes.FeatureAttributes: column and levels; the
+    `attr_*` columns after region_*); () = none (training keeps them only when they help, measured)."""
 
     @classmethod
-    def fit(cls, shop: Shop, btyd_horizons: tuple[int, ...] = ()) -> "FeatureSpace":
+    def fit(cls, shop: Shop, btyd_horizons: tuple[int, ...] = (), attributes: bool = False) -> "FeatureSpace":
+        """attributes: also the customers file's attributes (tenure.attributes) as `attr_*` columns."""
         tx = shop.transactions
         buys = tx[~tx["is_return"]]
         cust = shop.customers
@@ -229,6 +237,7 @@ class FeatureSpace:
             has_age=cust is not None and "age" in cust,
             has_signup=cust is not None and "signup_date" in cust,
             btyd_horizons=tuple(sorted({int(h) for h in btyd_horizons})),
+            attributes=feature_spec(cust) if attributes else (),
         )
 
     @property
@@ -240,6 +249,7 @@ class FeatureSpace:
             names.append("age")
         names += [f"gender_{g}" for g in self.genders]
         names += [f"region_{r}" for r in self.regions]
+        names += attribute_feature_names(self.attributes)
         if self.has_signup:
             names.append("days_since_signup")
         names += [btyd_spend_name(h) for h in self.btyd_horizons]
@@ -251,6 +261,7 @@ class FeatureSpace:
             "regions": list(self.regions), "genders": list(self.genders),
             "has_age": self.has_age, "has_signup": self.has_signup,
             "btyd_horizons": list(self.btyd_horizons),
+            "attributes": [[column, list(levels)] for column, levels in self.attributes],
         }
 
     @classmethod
@@ -260,6 +271,7 @@ class FeatureSpace:
             regions=tuple(d["regions"]), genders=tuple(d["genders"]),
             has_age=bool(d["has_age"]), has_signup=bool(d["has_signup"]),
             btyd_horizons=tuple(int(h) for h in d.get("btyd_horizons", ())),  # absent in older snapshots
+            attributes=tuple((str(c), tuple(str(v) for v in levels)) for c, levels in d.get("attributes", ())),
         )
 
     def encode(self, shop: Shop) -> TxArrays:
@@ -398,7 +410,7 @@ class FeatureSpace:
                      ) -> tuple[list[np.ndarray], np.ndarray | None]:
         """(the demographic columns that do not change with time, per customer code; the signup day per code,
         far in the future where unknown, or None without a signup date)."""
-        if not (self.has_age or self.genders or self.regions or self.has_signup):
+        if not (self.has_age or self.genders or self.regions or self.has_signup or self.attributes):
             return [], None
         C = arrays.n_customers
         table = (customers.drop_duplicates("customer_id").set_index("customer_id")
@@ -411,11 +423,18 @@ class FeatureSpace:
             if levels:
                 codes = _codes(table[name].fillna(""), levels) if table is not None else np.full(C, -1)
                 cols += [(codes == i).astype(np.float64) for i in range(len(levels))]
+        if self.attributes:
+            cols += attribute_feature_columns(self.attributes, table, C, UNKNOWN)
         signup_days = None
         if self.has_signup:
             signup = table["signup_date"] if table is not None else pd.Series(pd.NaT, index=range(C))
             signup_days = np.asarray(to_days(signup.fillna(pd.Timestamp(NO_SIGNUP)).to_numpy()), np.float64)
         return cols, signup_days
+
+    def unknown_static(self) -> list[float]:
+        """The static (demographics()) columns of a customer the customers table does not hold."""
+        return (([UNKNOWN] if self.has_age else []) + [0.0] * (len(self.genders) + len(self.regions))
+                + attribute_unknowns(self.attributes, UNKNOWN))
 
 
 def btyd_spend_name(horizon_days: int) -> str:

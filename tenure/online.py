@@ -188,7 +188,7 @@ def empty_state(space: FeatureSpace) -> dict[str, Any]:
     """A customer the seed does not hold: no history, demographics unknown (until the next training)."""
     s = [0.0] * len(SCALARS)
     s[_S["last_gap"]] = UNKNOWN
-    static = ([UNKNOWN] if space.has_age else []) + [0.0] * (len(space.genders) + len(space.regions))
+    static = space.unknown_static()  # age unknown, no gender/region level, attributes unknown
     K, H = max(len(space.categories), 1), max(len(space.channels), 1)
     return {"s": s, "cv": [0.0] * K, "cl": [0.0] * K, "ch": [0.0] * H, "st": static,
             "su": UNKNOWN_SIGNUP_DAY if space.has_signup else None, "o": [], "l": [], "p": {}, "ev": -math.inf}

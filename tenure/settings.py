@@ -487,6 +487,8 @@ class TrainSettings:
     propensity_horizon_days: int = 30
     active_window_days: int = 365
     """Churn is modelled for customers with an order in this many days before the cutoff."""
+    uplift_window_days: int = 14
+    """Campaign uplift: a purchase counts when it falls within this many days after the send."""
     n_candidates_train: int = 100
     n_candidates_eval: int = 200
     propensity_train_customers: int = 10_000

@@ -13,7 +13,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from tenure import sendtime
 from tenure.artifacts import Manifest
+from tenure.attributes import attribute_files
 from tenure.data import Shop
 from tenure.errors import ArtifactError, DataError
 from tenure.features import PAIR_FEATURES, AffinityState, FeatureSpace, TxArrays, fit_btyd, product_table, to_days
@@ -160,6 +162,10 @@ def sanity_problem(result: dict[str, Any]) -> str | None:
     elif name.startswith("clv"):
         rho = float(m.get("spearman", math.nan))
         return None if rho > 0 else f"predictions do not rank the holdout spend (Spearman {rho:.3f})"
+    elif name.startswith("uplift-"):
+        from training.uplift import sanity_problem as uplift_problem
+
+        return uplift_problem(m)
     else:
         return None
     if not auc >= MIN_AUC:  # also NaN: one class in the holdout, or constant predictions
@@ -256,6 +262,8 @@ def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.Dat
     log.info("encoded %s: %d customers, %d products, %d features, %d days (%.1fs)", shop.name, arrays.n_customers,
              arrays.n_products, len(space.names), history.days, time.perf_counter() - t0)
     results: list[dict[str, Any]] = []
+    # customers-file attributes join the features only when they help churn on validation (training.attributes)
+    space = _with_attributes(shop, space, arrays, end, settings, results)
     step("churn")
     _attempt(results, ["churn"], lambda: train_churn(shop, repo, settings, space=space))
     step("clv")
@@ -284,7 +292,7 @@ def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.Dat
 
     # Serving snapshot at the end of the data: the features every service reads.
     step("features")
-    snapshot, spath = write_snapshot(shop, repo, end, space, arrays, products, fp, start)
+    snapshot, spath = write_snapshot(shop, repo, end, space, arrays, products, fp, start, feedback=feedback)
     results.append({"name": "features", "path": str(spath), "metrics": {"customers": int(len(snapshot.X)),
                                                                       "features": len(space.names)}})
 
@@ -294,9 +302,48 @@ def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.Dat
     _attempt(results, ["clusters"], lambda: train_clusters(
         repo, snapshot.feature_names, snapshot.X, seed=settings.seed, threads=settings.lgbm_threads,
         training_window={"cutoff": str(end.date())}, data_fingerprint=fp))
+    step("send time")  # holdout metrics of the best hours; the table itself is in the snapshot (write_snapshot)
+    _attempt(results, ["send-time"], lambda: {"name": "send-time", "metrics": sendtime.evaluate(
+        shop, feedback, seed=settings.seed)})
+    step("uplift")
+    _train_uplift_step(shop, repo, settings, space, arrays, fp, results)
     log.info("trained %s in %.1fs", shop.name, time.perf_counter() - t0)
     step("publishing")
     return results
+
+
+def _with_attributes(shop: Shop, space: FeatureSpace, arrays: TxArrays, end: pd.Timestamp, settings: TrainSettings,
+                     results: list[dict[str, Any]]) -> FeatureSpace:
+    """training.attributes' choice of feature space, its entry added to `results`; a measurement that cannot
+    run (too short a history, ...) skips the attributes with the reason and keeps `space`."""
+    from training.attributes import RESULT_NAME, choose_attribute_features
+
+    try:
+        chosen, entry = choose_attribute_features(shop, space, arrays, end, settings)
+    except DataError as exc:
+        results.append({"name": RESULT_NAME, "skipped": f"not measured: {exc}"})
+        return space
+    except Exception as exc:  # noqa: BLE001 - the attributes are optional: the models train without them
+        if os.environ.get("TENURE_DEBUG"):
+            raise
+        results.append({"name": RESULT_NAME, "skipped": f"measurement failed: {type(exc).__name__}: {exc}"})
+        return space
+    results.append(entry)
+    return chosen
+
+
+def _train_uplift_step(shop: Shop, repo: Path, settings: TrainSettings, space: FeatureSpace, arrays: TxArrays,
+                       fp: str, results: list[dict[str, Any]]) -> None:
+    """Campaign uplift (training.uplift) when the shop has a campaign log; else both entries skipped with why."""
+    from training.uplift import UPLIFT_MODELS, skip_reason, train_uplift
+
+    reason = skip_reason(shop)
+    if reason is not None:
+        results.extend({"name": n, "skipped": reason} for n in UPLIFT_MODELS)
+        return
+    _attempt(results, list(UPLIFT_MODELS), lambda: train_uplift(
+        shop, repo, space, arrays, window_days=settings.uplift_window_days, seed=settings.seed,
+        threads=settings.lgbm_threads, data_fingerprint=fp))
 
 
 def train_propensity(shop: Shop, repo: Path, settings: TrainSettings, space: FeatureSpace, arrays: TxArrays,
@@ -323,8 +370,8 @@ def train_propensity(shop: Shop, repo: Path, settings: TrainSettings, space: Fea
 
 def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureSpace | None = None,
                    arrays: TxArrays | None = None, products: pd.DataFrame | None = None, fp: str = "",
-                   start: pd.Timestamp | None = None, progress: Progress | None = None
-                   ) -> tuple[FeatureSnapshot, Path]:
+                   start: pd.Timestamp | None = None, progress: Progress | None = None,
+                   feedback: pd.DataFrame | None = None) -> tuple[FeatureSnapshot, Path]:
     """The features every service reads, at `cutoff`, as a new version of the "features" artifact.
 
     Also on its own (`tenure snapshot`): a daily feature refresh for the same models; the services
@@ -359,6 +406,8 @@ def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureS
                                catalog=catalog, affinity=affinity, anonymous=np.median(X, axis=0).astype(np.float32))
     step("saving")
     extra = {SEED_FILE: seed_bytes(seed)}  # files beside snapshot.npz, one row per snapshot customer where per customer
+    extra.update(attribute_files(shop.customers, snapshot.customer_ids))  # the customers file's attributes (serving)
+    extra.update(sendtime.snapshot_files(shop, cutoff, snapshot.customer_ids, feedback))  # best hours ({} if none)
     path = snapshot.save(repo, extra=extra, manifest=Manifest(
         name="features", kind="feature-snapshot", data_fingerprint=fp or fingerprint(shop),
         training_window={"data_start": str(start.date()), "cutoff": str(cutoff.date())}))
@@ -472,9 +521,19 @@ def metrics_table(results: list[dict[str, Any]], dataset: str) -> str:
             for metric in ("top1_accuracy", "log_loss"):
                 for base in ("frequent", "last", "majority"):
                     rows.append(f"| {dataset} | best channel | {metric} | {m[metric]:.3f} | {base} channel | {m[f'baseline_{base}_{metric}']:.3f} |")
+        elif name == "attributes":
+            from training.attributes import metrics_rows
+
+            rows += metrics_rows(m, dataset)
+        elif name == "uplift-treated":  # the pair shares its metrics: one set of rows
+            from training.uplift import metrics_rows as uplift_rows
+
+            rows += uplift_rows(m, dataset)
         elif name == "clusters":
             sil = m.get("holdout_silhouette")
             rows.append(f"| {dataset} | clusters (k={m['k']}) | holdout silhouette | {'-' if sil is None else f'{sil:.3f}'} | | |")
+        elif name == "send-time":
+            rows.extend(sendtime.metrics_rows(m, dataset))
         if m.get("note"):
             rows.append(f"| {dataset} | {label} | note | {m['note']} | | |")
     return "\n".join(rows)

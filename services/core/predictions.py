@@ -9,7 +9,8 @@ whole base behind segments, audiences and profiles, and the 360-degree view). Mo
 - purchase_7d / purchase_30d / purchase_90d, and from them the next purchase date
   (tenure.timing);
 - channel (data without a channel column has none);
-- lookalike.
+- lookalike;
+- uplift-treated and uplift-control: campaign uplift (a T-learner, training.uplift) and its group.
 
 Only the feature snapshot is required: a shop's data may not support every model (no products,
 no channels, a short history), and a model that fails its checks is not published. A model
@@ -28,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from services.core.runtime import WARMUP_ROWS, FusedModels, OnnxModel, column_index, load_present, load_snapshot
+from tenure import sendtime
+from tenure.attributes import AttributeTable
 from tenure.errors import ArtifactError
 from tenure.reasons import Reason, ReasonWriter, expected_days_to_churn
 from tenure.settings import ServiceSettings
@@ -35,7 +38,11 @@ from tenure.store import SNAPSHOT_NAME, FeatureSnapshot
 from tenure.timing import HORIZONS, average_gap_days, next_purchase_days
 
 PURCHASE_MODELS = tuple(f"purchase_{h}d" for h in HORIZONS)
-PREDICTION_MODELS = ("churn", "churn-contributions", "clv", *PURCHASE_MODELS, "channel", "lookalike")
+UPLIFT_MODELS = ("uplift-treated", "uplift-control")
+"""Campaign uplift's T-learner (training.uplift): P(buy | treated) and P(buy | control)."""
+UPLIFT_GROUPS = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
+"""Uplift group names by code (training.uplift.GROUPS)."""
+PREDICTION_MODELS = ("churn", "churn-contributions", "clv", *PURCHASE_MODELS, "channel", "lookalike", *UPLIFT_MODELS)
 """Every model a Predictor uses when the repository holds it, in the order they are reported."""
 MODEL_NAMES = (SNAPSHOT_NAME, *PREDICTION_MODELS)
 _MATRIX_MODELS = frozenset({"churn-contributions", "channel"})
@@ -149,6 +156,12 @@ class PredictionTable:
     channels: np.ndarray | None
     """(n, n_channels) probabilities in `Predictor.channel_names` order."""
     lookalike: np.ndarray | None
+    uplift: np.ndarray | None = None
+    """P(buy | treated) - P(buy | control) within the uplift window (None without the uplift models)."""
+    uplift_p_treated: np.ndarray | None = None
+    uplift_p_control: np.ndarray | None = None
+    uplift_group: np.ndarray | None = None
+    """Codes into UPLIFT_GROUPS."""
 
 
 class _FusedPredictions(FusedModels):
@@ -191,7 +204,17 @@ class Predictor:
         self.writer = ReasonWriter(contributions.features) if contributions is not None else None
         channel = models.get("channel")
         self.channel_names: list[str] = list(channel.manifest.params.get("classes", [])) if channel else []
+        uplift = models.get("uplift-treated")
+        up = uplift.manifest.params if uplift is not None else {}
+        self.uplift_window_days = int(up.get("window_days", 0))
+        self.uplift_thresholds = (float(up.get("u_pos", 0.02)), float(up.get("u_neg", -0.02)),
+                                  float(up.get("p_sure", 0.5)))
+        """(u_pos, u_neg, p_sure) of the groups, chosen in training (training.uplift)."""
         self.column = {n: i for i, n in enumerate(self.features)}
+        self.attributes = AttributeTable.for_snapshot(snapshot)
+        self.send_times = sendtime.for_snapshot(snapshot)
+        """Best hours and weekdays of the snapshot's customers (tenure.sendtime; None: the snapshot has none)."""
+        """The customers file's attributes of the snapshot's customers (None: the shop has none)."""
         self._recency, self._gap, self._spend = (self.column["recency_days"], self.column["gap_mean_days"],
                                                  self.column["spend_total"])
         c = self.cutoff
@@ -223,6 +246,13 @@ class Predictor:
 
     def has(self, name: str) -> bool:
         return name in self.models
+
+    def refused(self, customer_id: str) -> frozenset[str]:
+        """Channels (lower case) the customer refused in the customers file (consent attributes): ranked last
+        in Predictions.channels. None for a customer only the online store knows (no attributes)."""
+        if self.attributes is None:
+            return frozenset()
+        return self.attributes.refused(self.snapshot.index.get(customer_id, -1))
 
     def _input(self, name: str, X: np.ndarray) -> np.ndarray:
         cols = self._cols[name]
@@ -303,7 +333,19 @@ class Predictor:
             avg_gap_days=avg_gap,
             channels=channels,
             lookalike=scores.get("lookalike"),
+            **self._uplift(scores),
         )
+
+    def _uplift(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The uplift fields of a PredictionTable: both T-learner models or none."""
+        treated, control = scores.get("uplift-treated"), scores.get("uplift-control")
+        if treated is None or control is None:
+            return {}
+        pt, pc = treated.astype(np.float32), control.astype(np.float32)
+        uplift = pt - pc
+        u_pos, u_neg, p_sure = self.uplift_thresholds
+        group = np.where(uplift >= u_pos, 0, np.where(uplift <= u_neg, 3, np.where(pc >= p_sure, 1, 2)))
+        return {"uplift": uplift, "uplift_p_treated": pt, "uplift_p_control": pc, "uplift_group": group}
 
     def reasons(self, X: np.ndarray, k: int = 3) -> list[list[Reason]]:
         """The top k churn reasons per row, from the churn model's own tree contributions (none

@@ -17,8 +17,9 @@ from services.core.errors import ModelMissing
 from services.core.events import OnlineHub
 from services.core.runtime import OnnxModel, inventory, load_present, load_snapshot
 from services.recommendation.candidates import CandidateIndex
+from tenure.attributes import AttributeTable
 from tenure.data import NO_PRODUCT
-from tenure.errors import ArtifactError, InvalidInput, TooLarge, UnknownCustomer, UnknownProduct
+from tenure.errors import ArtifactError, FeatureOff, InvalidInput, TooLarge, UnknownCustomer, UnknownProduct
 from tenure.features import PAIR_FEATURES, SOURCE_CO_PURCHASE
 from tenure.online import OnlineFeatures
 from tenure.settings import ServiceSettings
@@ -96,6 +97,8 @@ class Recommender:
         self.categories = sorted(set(self.catalog.categories.tolist()) - {""})
         self._category_masks = {c: self.catalog.categories != c for c in self.categories}
         self.index = CandidateIndex(snapshot)
+        self.attributes = AttributeTable.for_snapshot(snapshot)
+        """The customers file's attributes (declared interests: declared_interests_only); None: none."""
         self.catalog_lists = CatalogLists.of(self.catalog)
         """Per-snapshot arrays: each request computes only its own customer's candidates."""
         self.unavailable = self._unavailable()
@@ -230,8 +233,20 @@ class Recommender:
         order = np.argsort(-scores, kind="stable")[:k]
         return Ranked(cand[order], scores[order], source[order], n_valid)
 
+    def declared_categories(self, customer_id: str) -> list[str]:
+        """The catalogue categories the customer declared an interest in (the customers file's interest
+        attribute, matched case-insensitively); [] when they declared none or only the online store knows them.
+        FeatureOff (FAILED_PRECONDITION) when the shop has no interest attribute."""
+        table = self.attributes
+        if table is None or table.interest is None:
+            raise FeatureOff("declared_interests_only needs the customers file's declared interests (a set attribute "
+                             "named by \"interests\" in the customers mapping); this shop's feature snapshot "
+                             f"{self.snapshot.version} has none")
+        declared = {v.casefold() for v in table.interests(self.snapshot.index.get(customer_id, -1))}
+        return [c for c in self.categories if c.casefold() in declared]
+
     def recommend(self, customer_id: str, k: int, exclude_ids: list[str], category: str,
-                  recently_shown: Iterable[str] = ()) -> Ranked:
+                  recently_shown: Iterable[str] = (), categories: list[str] | None = None) -> Ranked:
         """Top k for a known customer. recently_shown: products shown to the customer lately without
         a click or purchase (tenure.feedback.FeedbackStore.recently_shown); they are left out
         through the same mask as exclude_ids and counted in Ranked.excluded_recently_shown.
@@ -241,6 +256,8 @@ class Recommender:
         self.require()
         k = self._k(k, 10)
         exclude = self._exclusions(exclude_ids, category)
+        if categories:  # only these categories (declared interests)
+            exclude |= ~np.isin(self.catalog.categories, categories)
         who = self._customer(customer_id)
         n_recent = self._exclude_recent(exclude, recently_shown)
         if isinstance(who, OnlineCustomer) and self.exclude_bought_days > 0:

@@ -33,9 +33,12 @@ class RecommendationServicer(recommendation_pb2_grpc.RecommendationServiceServic
         recent: list[str] = []
         if not request.include_recently_shown and self.exclude_days > 0:
             recent = self.feedback.recently_shown(request.customer_id, time.time(), self.exclude_days)
+        declared = rec.declared_categories(request.customer_id) if request.declared_interests_only else []
         ranked = rec.recommend(request.customer_id, request.k, list(request.exclude_product_ids), request.category,
-                               recent)
-        return convert.response(ranked, rec.catalog_lists, rec.model_version(), uuid.uuid4().hex)
+                               recent, categories=declared)
+        out = convert.response(ranked, rec.catalog_lists, rec.model_version(), uuid.uuid4().hex)
+        out.categories_applied.extend(declared)
+        return out
 
     def RecommendForBasket(self, request: recommendation_pb2.RecommendForBasketRequest,
                            context: grpc.ServicerContext) -> recommendation_pb2.RecommendResponse:

@@ -118,7 +118,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             position = {row: j for j, row in enumerate(ok)}
             results.extend(scoring_pb2.CustomerPredictions(customer_id=ids[i], error=row_error(errors[i]))
                            if i in errors else {"customer_id": ids[i], "predictions": _dated(predictions_fields(
-                               pred, table, position[i], reasons[position[i]], Xok), pred, shift.get(i))}
+                               pred, table, position[i], reasons[position[i]], Xok, pred.refused(ids[i]), ids[i]), pred,
+                               shift.get(i))}
                            for i in part)
         versions, cutoff = self._predict_constants(scorer)
         return scoring_pb2.PredictResponse(results=results, models=versions, snapshot_cutoff=cutoff,

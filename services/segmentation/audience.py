@@ -16,7 +16,9 @@ from typing import Callable
 
 import numpy as np
 
+from services.core.predictions import UPLIFT_GROUPS
 from services.segmentation.engine import Segmenter
+from tenure.attributes import number_condition
 from tenure.errors import Cancelled, InvalidInput, StaleCursor, TooLarge
 from tenure.timing import HORIZONS
 from tenure.v1 import segmentation_pb2 as pb
@@ -29,13 +31,16 @@ MAX_VALUES = 1_000
 MAX_CURSOR_CHARS = 256
 """A cursor this service issues is ~60 characters; anything much longer is not one of them."""
 NUMERIC_OPS = {OPS.CONDITION_OP_GE, OPS.CONDITION_OP_LE, OPS.CONDITION_OP_GT, OPS.CONDITION_OP_LT,
-               OPS.CONDITION_OP_IN, OPS.CONDITION_OP_TOP_PERCENT, OPS.CONDITION_OP_BOTTOM_PERCENT}
+               OPS.CONDITION_OP_IN, OPS.CONDITION_OP_TOP_PERCENT, OPS.CONDITION_OP_BOTTOM_PERCENT,
+               OPS.CONDITION_OP_EQ, OPS.CONDITION_OP_NOT_IN, OPS.CONDITION_OP_BETWEEN}
 
 
 FIELD_MODELS: dict[str, str] = {
     "churn": "churn", "days_to_churn": "churn", "purchase_7d": "purchase_7d", "purchase_30d": "purchase_30d",
     "purchase_90d": "purchase_90d", "next_purchase_days": "purchase_90d", "clv": "clv", "clv_predicted": "clv",
     "lookalike": "lookalike", "cluster": "cluster", "grid": "grid",
+    "uplift": "uplift-treated", "uplift_group": "uplift-treated",
+    "best_hour": "send-time", "best_weekday": "send-time",
 }
 """Fields computed by a model (for "cluster" and "grid": Segmenter.missing_for's names); the others
 come from the features."""
@@ -58,7 +63,16 @@ def numeric_fields(seg: Segmenter) -> dict[str, np.ndarray]:
         fields.update(clv=t.clv_historic + t.clv_predicted, clv_predicted=t.clv_predicted)
     if t.lookalike is not None:
         fields["lookalike"] = t.lookalike
+    if t.uplift is not None:  # campaign uplift (training.uplift): "top 20% uplift"
+        fields["uplift"] = t.uplift
+    send = seg.predictor.send_times
+    if send is not None:  # tenure.sendtime: 0-23 and 0 Monday .. 6 Sunday, in each customer's zone
+        fields.update(best_hour=send.best_hour.astype(np.float64), best_weekday=send.best_weekday.astype(np.float64))
     return fields
+
+
+SEGMENT_NAMES: dict[str, tuple[str, ...]] = {"uplift_group": UPLIFT_GROUPS}
+"""Segment fields whose every name is valid in a condition, present in the base or not."""
 
 
 def segment_fields(seg: Segmenter) -> dict[str, np.ndarray]:
@@ -68,6 +82,8 @@ def segment_fields(seg: Segmenter) -> dict[str, np.ndarray]:
         fields["cluster"] = seg.cluster_names[seg.cluster].astype(str)
     if seg.grid_churn is not None:
         fields["grid"] = seg.grid_names().astype(str)
+    if seg.table.uplift_group is not None:  # "not sure things, not sleeping dogs"
+        fields["uplift_group"] = np.asarray(UPLIFT_GROUPS, dtype=object)[seg.table.uplift_group].astype(str)
     return fields
 
 
@@ -87,6 +103,8 @@ class Audiences:
         self.seg = seg
         self.numeric = numeric_fields(seg)
         self.segments = segment_fields(seg)
+        self.attributes = seg.predictor.attributes
+        """The customers file's attributes (tenure.attributes.AttributeTable; None: the shop has none)."""
         self.rescoring_id = seg.rescoring.id if seg.rescoring else 0
         self.ids = seg.snapshot.customer_ids.astype(str)
         self._id_order = np.argsort(self.ids, kind="stable")
@@ -112,23 +130,32 @@ class Audiences:
         if len(c.values) > MAX_VALUES:
             raise TooLarge(f"{where}: {len(c.values)} values; at most {MAX_VALUES}")
         self._absent(c.field, where)
+        op = OPS.Name(c.op).removeprefix("CONDITION_OP_") if c.op in OPS.values() else str(c.op)
         if c.field in self.segments:
-            if c.op != OPS.CONDITION_OP_IN or not c.values:
-                raise InvalidInput(f"{where}: segment fields take op IN with values")
-            known = set(np.unique(self.segments[c.field]).tolist())
+            if op not in ("IN", "EQ", "NOT_IN") or not c.values:
+                raise InvalidInput(f"{where}: segment fields take op IN, EQ or NOT_IN with names in values")
+            if op == "EQ" and len(c.values) != 1:
+                raise InvalidInput(f"{where}: EQ on a segment field takes exactly one name in values, "
+                                   f"got {len(c.values)}")
+            # the names present in the base, and a field's whole vocabulary (a group nobody is in is still a name)
+            known = set(np.unique(self.segments[c.field]).tolist()) | set(SEGMENT_NAMES.get(c.field, ()))
             unknown = [v for v in c.values if v not in known]
             if unknown:
                 raise InvalidInput(f"{where}: unknown value {unknown[0][:64]!r}; expected some of: "
                                    f"{', '.join(sorted(known))[:600]}")
-            return np.isin(self.segments[c.field], list(c.values))
+            hit = np.isin(self.segments[c.field], list(c.values))
+            return ~hit if op == "NOT_IN" else hit
+        if self.attributes is not None and c.field in self.attributes.by_name:  # the customers file's (tenure.attributes)
+            return self.attributes.condition(c.field, op, list(c.values), c.value, c.value_max, where)
         values = self.numeric.get(c.field)
         if values is None:
+            attrs = f"; attributes: {', '.join(self.attributes.by_name)}" if self.attributes is not None else ""
             raise InvalidInput(f"{where}: unknown field; expected a segment field ({', '.join(sorted(self.segments))}) "
                                f"or a numeric one (churn, purchase_7d, purchase_30d, purchase_90d, clv, clv_predicted, "
-                               "lookalike, recency_days, orders, monetary, or a feature name)")
+                               f"lookalike, recency_days, orders, monetary, or a feature name){attrs[:600]}")
         if c.op not in NUMERIC_OPS:
-            raise InvalidInput(f"{where}: op {c.op} is not a comparison; expected GE, LE, GT, LT, IN, "
-                               "TOP_PERCENT or BOTTOM_PERCENT")
+            raise InvalidInput(f"{where}: op {c.op} is not a comparison; expected EQ, GE, LE, GT, LT, BETWEEN, IN, "
+                               "NOT_IN, TOP_PERCENT or BOTTOM_PERCENT")
         v = c.value
         if not np.isfinite(v):
             raise InvalidInput(f"{where}: value {v} is not a finite number")
@@ -138,12 +165,7 @@ class Audiences:
             top = c.op == OPS.CONDITION_OP_TOP_PERCENT
             cut = np.quantile(values, 1 - v / 100 if top else v / 100)
             return values >= cut if top else values <= cut
-        if c.op == OPS.CONDITION_OP_IN:
-            return np.isin(values, self._numbers(where, c, values.dtype))
-        if c.values:
-            raise InvalidInput(f"{where}: values are for op IN; a comparison takes one number in value")
-        return {OPS.CONDITION_OP_GE: values >= v, OPS.CONDITION_OP_LE: values <= v, OPS.CONDITION_OP_GT: values > v,
-                OPS.CONDITION_OP_LT: values < v}[c.op]
+        return number_condition(values, op, list(c.values), v, c.value_max, where)
 
     @staticmethod
     def _numbers(where: str, c: pb.Condition, dtype: np.dtype) -> np.ndarray:
@@ -166,7 +188,8 @@ class Audiences:
         return np.asarray(numbers, dtype)
 
     def fingerprint(self, query: pb.AudienceQuery) -> str:
-        spec = [[c.field, int(c.op), c.value, sorted(c.values)] for c in query.conditions]
+        spec = [[c.field, int(c.op), c.value, sorted(c.values)] + ([c.value_max] if c.value_max else [])
+                for c in query.conditions]
         return hashlib.sha256(json.dumps([spec, query.order_by]).encode()).hexdigest()[:16]
 
     def select(self, query: pb.AudienceQuery, alive: Callable[[], bool] | None = None) -> Selection:

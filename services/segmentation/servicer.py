@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 from typing import Iterator
 
 import grpc
@@ -13,6 +14,7 @@ from services.core.security import client_channel
 from services.core.streaming import StreamSlots
 from services.core.tracing import Tracing
 from services.segmentation import convert
+from services.segmentation.attributes import customer_attributes, with_attribute_rows
 from services.segmentation.audience import Audiences
 from services.segmentation.changes import MAX_SEQUENCE, SegmentLog
 from services.segmentation.engine import STAGE_NAMES, Segmenter
@@ -81,11 +83,13 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
                 yield convert.change_message(move)
 
     def ExportAudience(self, request: pb.AudienceQuery, context: grpc.ServicerContext) -> Iterator[pb.AudienceExportItem]:
+        began = datetime.now(timezone.utc)  # members' next_send_at: their best hour's next start after this
         aud = self.audiences()
         sel = aud.select(request, context.is_active)  # stops between conditions once the caller is gone
         end = len(sel.rows) if request.limit == 0 else min(len(sel.rows), sel.start + request.limit)
         t, seg = aud.seg.table, aud.seg
         stages = seg.stage_names()
+        send = seg.predictor.send_times  # tenure.sendtime (None: the snapshot has no send-time table)
         with self.streams.hold():
             yield pb.AudienceExportItem(header=pb.AudienceHeader(count=len(sel.rows), base=len(aud.ids),
                                                                  rescoring_id=aud.rescoring_id, skipped=sel.start))
@@ -97,6 +101,11 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
                     churn=float(t.churn[row]) if t.churn is not None else None,
                     clv_predicted=float(t.clv_predicted[row]) if t.clv_predicted is not None else None,
                     purchase_30d=float(t.purchase[row, 1]) if has_purchase_30d else None,
+                    uplift=float(t.uplift[row]) if t.uplift is not None else None,
+                    best_hour=int(send.best_hour[row]) if send is not None else None,
+                    best_weekday=int(send.best_weekday[row]) if send is not None else None,
+                    send_timezone=send.zone_of(row) if send is not None else "",
+                    next_send_at=send.next_send_at(row, began) if send is not None else "",
                     rfm_segment=str(seg.segment[row]), lifecycle=str(stages[row])))
 
     def ProfileGroup(self, request: pb.ProfileRequest, context: grpc.ServicerContext) -> pb.ProfileReport:
@@ -122,6 +131,7 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             raise InvalidInput(f"the group ({kind}) has no customers{detail}")
         rows = profile(seg.snapshot.X, seg.snapshot.feature_names, mask, base=seg.base_stats,
                        top=request.top or None)
+        rows = with_attribute_rows(rows, seg.predictor.attributes, mask, request.top or None)  # kind "attribute"
         return convert.profile_report(rows, int(mask.sum()), len(mask))
 
     def StreamLookalikeAudience(self, request: pb.LookalikeAudienceRequest,
@@ -160,8 +170,10 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             customer_id=request.customer_id,
             key_features=[value(names.index(n)) for n in KEY_FEATURES if n in names],
             features=[value(j) for j in range(len(names))],
-            predictions=predictions_message(pred, table, 0, reasons[0], X),
+            predictions=predictions_message(pred, table, 0, reasons[0], X, pred.refused(request.customer_id),
+                                            request.customer_id),
             segments=convert.segments_message(seg, segments, 0),
+            attributes=customer_attributes(pred.attributes, seg.snapshot.index.get(request.customer_id, -1)),
             snapshot_cutoff=seg.snapshot.cutoff.isoformat(),
             missing_models=seg.missing,
         )

@@ -318,8 +318,8 @@ OPS = {">=": segmentation_pb2.CONDITION_OP_GE, "<=": segmentation_pb2.CONDITION_
        "bottom%": segmentation_pb2.CONDITION_OP_BOTTOM_PERCENT}
 SEGMENT_COLUMNS = ["customer_id", "rfm_recency", "rfm_frequency", "rfm_monetary", "rfm_segment", "lifecycle",
                    "recency_days", "orders", "monetary", "cluster_id", "cluster", "grid", "error"]
-AUDIENCE_COLUMNS = ["customer_id", "position", "churn", "clv_predicted", "purchase_30d", "rfm_segment", "lifecycle",
-                    "cursor"]
+AUDIENCE_COLUMNS = ["customer_id", "position", "churn", "clv_predicted", "purchase_30d", "uplift", "rfm_segment", "lifecycle",
+                    "best_hour", "best_weekday", "send_timezone", "next_send_at", "cursor"]
 ConditionLike = segmentation_pb2.Condition | tuple[str, str, Any]
 
 
@@ -372,7 +372,8 @@ def export_audience(query: segmentation_pb2.AudienceQuery) -> Flow[pd.DataFrame]
     items = yield Call("ExportAudience", query, stream=True, bulk=True)
     header = items[0].header if items and items[0].HasField("header") else segmentation_pb2.AudienceHeader()
     rows = [(m.customer_id, m.position, _opt(m, "churn"), _opt(m, "clv_predicted"), _opt(m, "purchase_30d"),
-             m.rfm_segment, m.lifecycle, m.cursor) for m in (i.member for i in items if i.HasField("member"))]
+             _opt(m, "uplift"), m.rfm_segment, m.lifecycle, _opt(m, "best_hour"), _opt(m, "best_weekday"), m.send_timezone,
+             m.next_send_at, m.cursor) for m in (i.member for i in items if i.HasField("member"))]
     frame = pd.DataFrame(rows, columns=AUDIENCE_COLUMNS)
     frame.attrs.update(count=header.count, base=header.base, rescoring_id=header.rescoring_id,
                        skipped=header.skipped)

@@ -33,7 +33,7 @@ from tenure.v1 import (
 from tenure.v1 import segmentation_pb2 as spb
 
 PREDICT_MODELS = ["churn", "churn-contributions", "clv", "purchase_7d", "purchase_30d", "purchase_90d", "channel",
-                  "lookalike"]
+                  "lookalike", "uplift-treated", "uplift-control"]
 """Every model Predict uses, in the order missing_models lists them."""
 ALL_MODELS = [*PREDICT_MODELS, "propensity", "clusters"]
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
@@ -152,7 +152,8 @@ def test_scoring_serves_what_exists_and_names_what_is_missing(trained_repo, tmp_
     info = stub.GetModelInfo(scoring_pb2.GetModelInfoRequest(), timeout=10)
     assert list(info.missing_models) == missing
     assert {m.name: m.version for m in info.models} == {
-        n: latest_valid(repo, n)[1].version for n in ("features", "churn", "purchase_7d", "purchase_30d")}
+        n: latest_valid(repo, n)[1].version for n in ("features", "churn", "purchase_7d", "purchase_30d",
+                                                      "uplift-treated", "uplift-control")}
     assert info.churn_horizon_days == latest_valid(repo, "churn")[1].params["horizon_days"]
 
     # Predict answers every customer of the snapshot with the parts that exist.
@@ -317,7 +318,9 @@ def test_with_only_the_features_every_service_starts_and_answers_what_it_can(tra
     ids = [str(c) for c in snapshot.customer_ids]
     res = scoring.Predict(scoring_pb2.PredictRequest(customer_ids=ids), timeout=60)
     assert len(res.results) == len(ids) and list(res.missing_models) == PREDICT_MODELS
-    assert all(r.WhichOneof("outcome") == "predictions" and not r.predictions.ListFields() for r in res.results)
+    # only the send time, which travels in the feature snapshot (tenure.sendtime), not in a model
+    assert all(r.WhichOneof("outcome") == "predictions" and [f.name for f, _ in r.predictions.ListFields()]
+               == ["send_time"] and len(r.predictions.send_time.hour_distribution) == 24 for r in res.results)
     score = scoring.Score(by_id(*ids[:3]), timeout=10)
     assert list(score.missing_models) == ["churn", "lookalike"]
     assert all(r.WhichOneof("outcome") == "scores" and not r.scores.ListFields() for r in score.results)
@@ -341,7 +344,8 @@ def test_with_only_the_features_every_service_starts_and_answers_what_it_can(tra
     assert all(not m.HasField("churn") and not m.HasField("clv_predicted") and not m.HasField("purchase_30d")
                and m.rfm_segment for m in members)
     view = seg.GetCustomer360(spb.Customer360Request(customer_id=ids[0]), timeout=30)
-    assert not view.predictions.ListFields() and view.segments.rfm_segment and len(view.features) == len(
+    assert [f.name for f, _ in view.predictions.ListFields()] == ["send_time"]
+    assert view.segments.rfm_segment and len(view.features) == len(
         snapshot.feature_names)
     assert "FAILED_PRECONDITION" in view.recommendations_error and "no recommendation model" in view.recommendations_error
     assert [m.name for m in view.models] == ["features"] and "clusters" in view.missing_models
@@ -378,7 +382,8 @@ def test_segmentation_serves_the_parts_that_exist_and_rescores_when_a_model_appe
     assert not catalog.cluster_counts and not catalog.grid_cells and catalog.lifecycle_stages
     before = catalog.rescoring.id
     assert {m.name for m in catalog.rescoring.models} == {"features", "churn", "churn-contributions", "purchase_7d",
-                                                          "purchase_90d", "channel"}
+                                                          "purchase_90d", "channel", "uplift-treated",
+                                                          "uplift-control"}
 
     # Audiences over the fields that exist; a field (or order) of a missing model names the model.
     churn = reference(repo, "churn", snapshot.X)

@@ -67,7 +67,13 @@ def test_predict_matches_the_models_and_an_unknown_id_fails_alone(stub, snapshot
         assert p.lookalike_score == pytest.approx(look[i], abs=1e-6)
         names = [c.channel for c in p.channels]
         probs = [c.probability for c in p.channels]
-        assert sorted(names) == sorted(channel_params["classes"]) and probs == sorted(probs, reverse=True)
+        # by probability, except that channels the customer refused (consents) come last, flagged opted_out
+        allowed = [c.probability for c in p.channels if not c.opted_out]
+        refused = [c.probability for c in p.channels if c.opted_out]
+        flags = [c.opted_out for c in p.channels]
+        assert sorted(names) == sorted(channel_params["classes"]) and flags == sorted(flags)
+        assert allowed == sorted(allowed, reverse=True) and refused == sorted(refused, reverse=True)
+        assert probs == allowed + refused
         expected = dict(zip(channel_params["classes"], channel[i]))
         assert all(c.probability == pytest.approx(expected[c.channel], abs=1e-6) for c in p.channels)
     assert {m.name for m in res.models} >= {"features", "churn", "churn-contributions", "clv", "purchase_7d",

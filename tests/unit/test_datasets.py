@@ -78,7 +78,9 @@ def test_mapping_of_a_tiny_export() -> None:
     customers = shop.customers
     assert customers["customer_id"].tolist() == ["1", "3", "4"]
     assert customers["age"].iloc[:2].tolist() == [49.5, 70.0] and np.isnan(customers["age"].iloc[2])
-    assert list(customers.columns) == ["customer_id", "age"]
+    # the demographics the household file has become attributes (tenure.attributes), the others are absent
+    assert list(customers.columns) == ["customer_id", "age", "text:income"]
+    assert customers["text:income"].tolist() == ["50-74K", "100-124K", "Under 15K"]
     assert "gender" not in customers and "region" not in customers
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tenure.data import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Shop, validate_transactions
+from tenure.data import CUSTOMER_COLUMNS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Shop, validate_transactions
 from tenure.synthetic import generate_shop
 
 END = "2025-12-31"
@@ -46,7 +46,18 @@ def test_canonical_columns_and_dtypes(shop: Shop) -> None:
     assert set(tx["channel"]) == {"email", "sms", "push", "web", "social"}
 
     customers = shop.customers
-    assert list(customers.columns) == ["customer_id", "signup_date", "age", "gender", "region"]
+    canonical = [c for c in customers.columns if ":" not in c]  # then the form attributes (tenure.attributes)
+    assert canonical[:5] == ["customer_id", "signup_date", "age", "gender", "region"]
+    assert set(canonical) <= set(CUSTOMER_COLUMNS)
+    from tenure.attributes import attribute_specs
+
+    specs = {s.name: s for s in attribute_specs(customers)}
+    assert set(specs) == {"household_size", "interests", "newsletter", "consent_email", "consent_sms", "consent_push"}
+    assert specs["interests"].interests and specs["consent_sms"].channel == "sms"
+    declared = (customers["interests:interests"] != "").mean()
+    assert 0.3 < declared < 0.5  # ~40% declare interests
+    refused = (customers["consent:consent_sms:sms"] == 0).mean()
+    assert 0.10 < refused < 0.20  # ~15% refuse sms
     assert customers["customer_id"].is_unique and len(customers) == 2_000
     assert customers["signup_date"].dtype == np.dtype("datetime64[ns]")
     assert customers["age"].between(18, 80).all()
