@@ -141,9 +141,10 @@ class AsyncRecommendationClient(AsyncBaseClient):
     _stub_class = recommendation_pb2_grpc.RecommendationServiceStub
 
     async def recommend(self, customer_id: str, k: int = 0, *, exclude: Sequence[str] = (), category: str = "",
-                        include_recently_shown: bool = False,
+                        include_recently_shown: bool = False, declared_interests_only: bool = False,
                         timeout: float | None = None) -> recommendation_pb2.RecommendResponse:
-        return await self._arun(core.recommend(customer_id, k, exclude, category, include_recently_shown), timeout)
+        return await self._arun(core.recommend(customer_id, k, exclude, category, include_recently_shown,
+                                               declared_interests_only), timeout)
 
     async def recommend_for_basket(self, items: Iterable[str | tuple[str, int] | recommendation_pb2.BasketItem], *,
                                    customer_id: str = "", k: int = 0, exclude: Sequence[str] = (),

@@ -101,7 +101,7 @@ SCORE_COLUMNS = ["customer_id", "churn_probability", "churn_band", "churn_horizo
 PREDICT_COLUMNS = ["customer_id", "churn_probability", "churn_band", "expected_days_to_churn", "churn_reasons",
                    "clv_historic", "clv_predicted", "clv_total", "purchase_7d", "purchase_30d", "purchase_90d",
                    "expected_days_to_next", "next_purchase_date", "avg_days_between_orders", "top_channel", "channels",
-                   "lookalike_score", "error"]
+                   "lookalike_score", "uplift", "uplift_group", "best_hour", "best_weekday", "send_timezone", "error"]
 STREAM_COLUMNS = ["customer_id", "churn_probability", "lookalike_score", "error"]
 
 
@@ -135,18 +135,24 @@ def _prediction_row(r: scoring_pb2.CustomerPredictions) -> tuple[Any, ...]:
     nan = float("nan")
     if r.HasField("error"):
         return (r.customer_id, nan, None, nan, [], nan, nan, nan, nan, nan, nan, nan, None, nan, None, {}, nan,
-                row_error(r.error))
+                nan, None, None, None, None, row_error(r.error))
     p = r.predictions
     c, v, u = p.churn, p.clv, p.purchase
     has_c, has_v = p.HasField("churn"), p.HasField("clv")
+    has_up, has_st = p.HasField("uplift"), p.HasField("send_time")
     return (r.customer_id, c.probability if has_c else nan,
             _enum_name(scoring_pb2.RiskBand, c.band, "RISK_BAND_") if has_c else None,
             c.expected_days_to_churn if has_c else nan, [x.text for x in c.reasons],
             v.historic if has_v else nan, v.predicted if has_v else nan, v.total if has_v else nan,
             _opt(u, "probability_7d"), _opt(u, "probability_30d"), _opt(u, "probability_90d"),
             _opt(u, "expected_days_to_next"), u.next_purchase_date if u.HasField("next_purchase_date") else None,
-            _opt(u, "avg_days_between_orders"), p.channels[0].channel if p.channels else None,
-            {ch.channel: ch.probability for ch in p.channels}, _opt(p, "lookalike_score"), None)
+            _opt(u, "avg_days_between_orders"),
+            # the best channel the customer allows: refused channels come last (opted_out), none if all are refused
+            next((ch.channel for ch in p.channels if not ch.opted_out), None),
+            {ch.channel: ch.probability for ch in p.channels}, _opt(p, "lookalike_score"),
+            p.uplift.uplift if has_up else nan, p.uplift.group if has_up else None,
+            p.send_time.best_hour if has_st else None, p.send_time.best_weekday if has_st else None,
+            p.send_time.timezone if has_st else None, None)
 
 
 def predict(customer_ids: Iterable[str], reasons: int = 0, batch_rows: int = 1_000) -> Flow[pd.DataFrame]:
@@ -250,10 +256,11 @@ RECOMMENDATION_COLUMNS = ["rank", "product_id", "name", "category", "price", "sc
 
 
 def recommend(customer_id: str, k: int = 0, exclude: Sequence[str] = (), category: str = "",
-              include_recently_shown: bool = False) -> Flow[recommendation_pb2.RecommendResponse]:
+              include_recently_shown: bool = False,
+              declared_interests_only: bool = False) -> Flow[recommendation_pb2.RecommendResponse]:
     return (yield Call("Recommend", recommendation_pb2.RecommendRequest(
         customer_id=customer_id, k=k, exclude_product_ids=exclude, category=category,
-        include_recently_shown=include_recently_shown)))
+        include_recently_shown=include_recently_shown, declared_interests_only=declared_interests_only)))
 
 
 def _basket_item(item: str | tuple[str, int] | recommendation_pb2.BasketItem) -> recommendation_pb2.BasketItem:
@@ -315,7 +322,8 @@ def recommendations_frame(answer: recommendation_pb2.RecommendResponse | Iterabl
 OPS = {">=": segmentation_pb2.CONDITION_OP_GE, "<=": segmentation_pb2.CONDITION_OP_LE,
        ">": segmentation_pb2.CONDITION_OP_GT, "<": segmentation_pb2.CONDITION_OP_LT,
        "in": segmentation_pb2.CONDITION_OP_IN, "top%": segmentation_pb2.CONDITION_OP_TOP_PERCENT,
-       "bottom%": segmentation_pb2.CONDITION_OP_BOTTOM_PERCENT}
+       "bottom%": segmentation_pb2.CONDITION_OP_BOTTOM_PERCENT, "==": segmentation_pb2.CONDITION_OP_EQ,
+       "not in": segmentation_pb2.CONDITION_OP_NOT_IN, "between": segmentation_pb2.CONDITION_OP_BETWEEN}
 SEGMENT_COLUMNS = ["customer_id", "rfm_recency", "rfm_frequency", "rfm_monetary", "rfm_segment", "lifecycle",
                    "recency_days", "orders", "monetary", "cluster_id", "cluster", "grid", "error"]
 AUDIENCE_COLUMNS = ["customer_id", "position", "churn", "clv_predicted", "purchase_30d", "uplift", "rfm_segment", "lifecycle",
@@ -325,12 +333,18 @@ ConditionLike = segmentation_pb2.Condition | tuple[str, str, Any]
 
 def where(field: str, op: str, value: Any) -> segmentation_pb2.Condition:
     """An audience condition: where("churn", ">=", 0.6), where("clv", "top%", 25),
-    where("rfm_segment", "in", ["At Risk", "Can't Lose Them"]). Ops: >=, <=, >, <, in, top%, bottom%."""
+    where("rfm_segment", "in", ["At Risk", "Can't Lose Them"]), where("uplift_group", "not in", ["sure_thing"]),
+    where("household_size", "between", (2, 4)), where("interests", "==", "Coffee"), where("consent_sms", "==", "yes").
+    Ops: >=, <=, >, <, ==, between, in, not in, top%, bottom%. "==" with text (a segment name, a text or set
+    attribute's value, a consent's yes/no/unknown) compares names; with a number, numbers."""
     if op not in OPS:
         raise ValueError(f"condition op {op!r}: expected one of {', '.join(OPS)}")
-    if op == "in":
+    if op in ("in", "not in") or (op == "==" and isinstance(value, str)):
         values = [value] if isinstance(value, (str, int, float)) else list(value)
         return segmentation_pb2.Condition(field=field, op=OPS[op], values=[str(v) for v in values])
+    if op == "between":
+        low, high = value
+        return segmentation_pb2.Condition(field=field, op=OPS[op], value=float(low), value_max=float(high))
     return segmentation_pb2.Condition(field=field, op=OPS[op], value=float(value))
 
 

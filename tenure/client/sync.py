@@ -211,10 +211,11 @@ class RecommendationClient(BaseClient):
     _stub_class = recommendation_pb2_grpc.RecommendationServiceStub
 
     def recommend(self, customer_id: str, k: int = 0, *, exclude: Sequence[str] = (), category: str = "",
-                  include_recently_shown: bool = False,
+                  include_recently_shown: bool = False, declared_interests_only: bool = False,
                   timeout: float | None = None) -> recommendation_pb2.RecommendResponse:
         """Top-k products for a known customer (k 0: 10); core.recommendations_frame(answer) for a DataFrame."""
-        return self._run(core.recommend(customer_id, k, exclude, category, include_recently_shown), timeout)
+        return self._run(core.recommend(customer_id, k, exclude, category, include_recently_shown,
+                                        declared_interests_only), timeout)
 
     def recommend_for_basket(self, items: Iterable[str | tuple[str, int] | recommendation_pb2.BasketItem], *,
                              customer_id: str = "", k: int = 0, exclude: Sequence[str] = (),
