@@ -143,7 +143,7 @@ def _attribute_text(a: Any) -> str:
     if a.kind == "number":
         return f"{a.name}={a.number:g}" if a.HasField("number") else f"{a.name}=?"
     if a.kind == "set":
-        return f"{a.name}={{{', '.join(a.values)}}}"
+        return f"{a.name}={{{', '.join(a.values)}}}" if a.values else f"{a.name}=(none declared)"
     if a.kind == "consent":
         return f"{a.name}={'yes' if a.granted else 'no'}" if a.HasField("granted") else f"{a.name}=?"
     return f"{a.name}={a.text or '?'}"
@@ -159,11 +159,15 @@ def show_attributes(view: segmentation_pb2.Customer360) -> None:
         best = channels[0]
         refused = [ch.channel for ch in channels if ch.opted_out]
         note = f" (refused: {', '.join(refused)})" if refused else ""
-        print(f"  best channel they allow: {best.channel} {best.probability:.2f}{note}")
+        if best.opted_out:
+            print(f"  best channel they allow: none (refused: {', '.join(refused)})")
+        else:
+            print(f"  best channel they allow: {best.channel} {best.probability:.2f}{note}")
 
 
-def show_attribute_audience(seg: SegmentationClient) -> None:
-    """An audience on what customers told us: declared an interest in Coffee, allow sms, household of 2-4."""
+def show_attribute_audience(seg: SegmentationClient, rec: RecommendationClient) -> None:
+    """An audience on what customers told us: declared an interest in Coffee, allow sms, household of 2-4;
+    then recommendations for its first member limited to the categories they declared."""
     conditions = [segmentation_pb2.Condition(field="interests", op=segmentation_pb2.CONDITION_OP_EQ, values=["Coffee"]),
                   segmentation_pb2.Condition(field="consent_sms", op=segmentation_pb2.CONDITION_OP_EQ, values=["yes"]),
                   segmentation_pb2.Condition(field="household_size", op=segmentation_pb2.CONDITION_OP_BETWEEN,
@@ -177,6 +181,15 @@ def show_attribute_audience(seg: SegmentationClient) -> None:
           "highest churn first ===")
     print(f"{page.attrs['count']:,} of {page.attrs['base']:,} customers; first: " + ", ".join(
         f"{m.customer_id} churn {m.churn:.2f}" for m in page.itertuples()))
+    if len(page):
+        cid = str(page["customer_id"].iloc[0])
+        try:
+            only = rec.recommend(cid, k=3, declared_interests_only=True, timeout=30)
+        except Exception as exc:  # noqa: BLE001 - no recommendation model: say so, the demo goes on
+            print(f"  (declared-interest recommendations skipped: {str(exc)[:200]})")
+            return
+        print(f"  {cid} declared {', '.join(only.categories_applied) or 'nothing'}; recommended within them: "
+              + "; ".join(f"{i.product.name} [{i.product.category}]" for i in only.items))
 
 
 def show_uplift_audience(seg: SegmentationClient) -> None:
@@ -328,7 +341,7 @@ def run_demo(scoring: str, recommendation: str, segmentation: str, models: Path,
                    shared_store)
         show_feedback(rec, ids[0])
         show_segments(seg)
-        show_attribute_audience(seg)
+        show_attribute_audience(seg, rec)
         show_uplift_audience(seg)
         show_send_time_audience(seg)
         seed = show_audience(seg)

@@ -212,9 +212,9 @@ class Predictor:
         """(u_pos, u_neg, p_sure) of the groups, chosen in training (training.uplift)."""
         self.column = {n: i for i, n in enumerate(self.features)}
         self.attributes = AttributeTable.for_snapshot(snapshot)
+        """The customers file's attributes of the snapshot's customers (None: the shop has none)."""
         self.send_times = sendtime.for_snapshot(snapshot)
         """Best hours and weekdays of the snapshot's customers (tenure.sendtime; None: the snapshot has none)."""
-        """The customers file's attributes of the snapshot's customers (None: the shop has none)."""
         self._recency, self._gap, self._spend = (self.column["recency_days"], self.column["gap_mean_days"],
                                                  self.column["spend_total"])
         c = self.cutoff
