@@ -241,14 +241,11 @@ class CustomersMapping:
 
     @classmethod
     def from_json(cls, path: str | Path) -> CustomersMapping:
+        from tenure.data import read_json_object
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read customers mapping: {exc}") from exc
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: customers mapping is not valid JSON: {exc}") from exc
-        if isinstance(data, dict) and isinstance(data.get("customers"), dict):
+        data = read_json_object(path, "customers mapping")
+        if isinstance(data.get("customers"), dict):
             data = data["customers"]  # a whole column mapping file: its "customers" object
         return cls.from_dict(data, str(path))
 

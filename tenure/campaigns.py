@@ -21,7 +21,6 @@ log of The Complete Journey's targeted campaigns.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -102,16 +101,9 @@ class CampaignMapping:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "CampaignMapping":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read campaign column mapping: {exc}") from exc
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: campaign column mapping is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise DataError(f"{path}: campaign column mapping must be a JSON object")
-        return cls.from_dict(data)
+        from tenure.data import read_json_object
+
+        return cls.from_dict(read_json_object(Path(path), "campaign column mapping"))
 
 
 def _parse_treated(raw: pd.Series, where: Any, column: str, mapping: CampaignMapping) -> pd.Series:

@@ -103,6 +103,23 @@ class Shop:
     """IANA name of the time zone the transactions' naive ``ts`` are in (ColumnMapping.timezone, else UTC)."""
 
 
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in the file at `path` (a column mapping of some kind, named `what` in errors).
+
+    Raises:
+        DataError: the file cannot be read, is not JSON, or holds something other than an object.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: {what} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: {what} must be a JSON object")
+    return data
+
+
 def check_encoding(encoding: str, what: str = "encoding") -> str:
     """`encoding` when Python knows it (e.g. "utf-8", "latin-1", "cp1252"), else DataError."""
     try:
@@ -227,14 +244,7 @@ class ColumnMapping:
     def from_json(cls, path: str | Path) -> ColumnMapping:
         """Read a mapping from a JSON object file, e.g. ``{"customer_id": "CustomerID", ...}``."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read column mapping: {exc}") from exc
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: column mapping is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise DataError(f"{path}: column mapping must be a JSON object")
+        data = read_json_object(path, "column mapping")
         try:
             return cls.from_dict(data)
         except DataError as exc:

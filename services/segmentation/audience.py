@@ -167,26 +167,6 @@ class Audiences:
             return values >= cut if top else values <= cut
         return number_condition(values, op, list(c.values), v, c.value_max, where)
 
-    @staticmethod
-    def _numbers(where: str, c: pb.Condition, dtype: np.dtype) -> np.ndarray:
-        """The numbers of a numeric IN: its values (as numbers), or value alone when values is empty;
-        in the field's own dtype, so that equality means what the caller sees in the exported fields."""
-        if not c.values:
-            return np.asarray([c.value], dtype)
-        if c.value != 0:
-            raise InvalidInput(f"{where}: numeric IN takes its numbers in values or one number in value, not both")
-        numbers = []
-        for j, text in enumerate(c.values):
-            try:
-                number = float(text)
-            except ValueError:
-                raise InvalidInput(f"{where}: values[{j}] {text[:64]!r} is not a number; a numeric field "
-                                   "takes numbers (e.g. \"3\", \"0.5\")") from None
-            if not np.isfinite(number):
-                raise InvalidInput(f"{where}: values[{j}] {text[:64]!r} is not a finite number")
-            numbers.append(number)
-        return np.asarray(numbers, dtype)
-
     def fingerprint(self, query: pb.AudienceQuery) -> str:
         spec = [[c.field, int(c.op), c.value, sorted(c.values)] + ([c.value_max] if c.value_max else [])
                 for c in query.conditions]
