@@ -388,6 +388,22 @@ def model_section(name: str, vdir: Path, manifest: Manifest) -> str:
     return head + "".join(body) + "</section>"
 
 
+def measurements_section(repo: Path) -> str:
+    """Send time and attributes-as-features: measured by training, kept in the feature snapshot's manifest
+    (training.pipeline.SNAPSHOT_RESULTS), shown like a model's metrics ("" when the snapshot has none)."""
+    try:
+        vdir, manifest = latest_valid(repo, "features")
+    except ArtifactError:
+        return ""
+    parts = [f"<h3>{esc(name)}</h3>" + metrics_html(metric_rows(name, m))
+             for name, m in sorted(manifest.metrics.items()) if isinstance(m, dict)]
+    if not parts:
+        return ""
+    return (f'<section class="model" id="model-measured"><h2>send time and attributes</h2><p class="meta">measured '
+            f'when feature snapshot <code>{esc(manifest.version)}</code> was trained (holdout after '
+            f'validation, as the models)</p>' + "".join(parts) + "</section>")
+
+
 def segment_sizes(repo: Path) -> str:
     """RFM segments and lifecycle stages of the newest feature snapshot (as the segmentation service
     computes them at its re-scoring)."""
@@ -525,8 +541,12 @@ def build_report(repo: Path, state: Path | None = None) -> str:
         except (OSError, ValueError, KeyError, TypeError) as err:
             sections.append(f'<section class="model" id="model-{esc(name)}"><h2>{esc(name)}</h2>'
                             f'<p class="note">cannot show this version: {esc(err)}</p></section>')
+    measured = measurements_section(repo)
+    if measured:
+        sections.append(measured)
     header = header_html(repo, loaded)
     nav = "<nav>" + "".join(f'<a href="#model-{esc(n)}">{esc(n)}</a>' for n, _, _ in loaded) + \
+          ('<a href="#model-measured">send time, attributes</a>' if measured else "") + \
           '<a href="#segments">segments</a></nav>'
     extra = "".join(f'<p class="note">{esc(p)}</p>' for p in problems)
     segments = (f'<section id="segments"><h2>segments</h2><p class="meta">sizes in the newest feature snapshot</p>'

@@ -43,8 +43,8 @@ def data_end(shop: Shop) -> pd.Timestamp:
 
 Progress = Callable[[int, int, str], None]
 """Told how a long job advances: steps done, of how many, and what runs now (the CLI draws a progress bar)."""
-TRAIN_STEPS = ("encoding", "churn", "clv", "purchase", "propensity", "channel", "features", "lookalike", "clusters",
-               "send time", "uplift")
+TRAIN_STEPS = ("encoding", "churn", "clv", "purchase", "propensity", "channel", "send time", "features", "lookalike",
+               "clusters", "uplift")
 """The steps of train_all, in order; then "publishing"."""
 CDNOW_STEPS = ("encoding", "churn-cdnow", "clv-cdnow")
 SNAPSHOT_STEPS = ("feature space", "encoding", "customer features", "affinity", "saving")
@@ -137,6 +137,9 @@ def read_feedback(state_dir: Path) -> pd.DataFrame | None:
     return FeedbackStore(path, index_days=0).read_events()
 
 
+SNAPSHOT_RESULTS = ("attributes", "send-time")
+"""Results of train_all that are measurements rather than models: kept in the feature snapshot's manifest
+metrics under their names (tenure.report shows them)."""
 CORE_MODELS = ("churn", "clv", "purchase_")
 """A run publishes nothing unless at least one of these passed its checks."""
 MIN_TRAIN_ROWS = 100
@@ -290,9 +293,16 @@ def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.Dat
     else:
         results.append({"name": "channel", "skipped": "no channel column: best channel skipped"})
 
-    # Serving snapshot at the end of the data: the features every service reads.
+    step("send time")  # holdout metrics of the best hours; the table itself is in the snapshot (write_snapshot)
+    _attempt(results, ["send-time"], lambda: {"name": "send-time", "metrics": sendtime.evaluate(
+        shop, feedback, seed=settings.seed)})
+
+    # Serving snapshot at the end of the data: the features every service reads. Its manifest keeps the
+    # measurements that are not models of their own (the report shows them).
     step("features")
-    snapshot, spath = write_snapshot(shop, repo, end, space, arrays, products, fp, start, feedback=feedback)
+    measured = {r["name"]: r["metrics"] for r in results if r["name"] in SNAPSHOT_RESULTS and "metrics" in r}
+    snapshot, spath = write_snapshot(shop, repo, end, space, arrays, products, fp, start, feedback=feedback,
+                                     metrics=measured)
     results.append({"name": "features", "path": str(spath), "metrics": {"customers": int(len(snapshot.X)),
                                                                       "features": len(space.names)}})
 
@@ -302,9 +312,6 @@ def _train_all(shop: Shop, repo: Path, settings: TrainSettings, feedback: pd.Dat
     _attempt(results, ["clusters"], lambda: train_clusters(
         repo, snapshot.feature_names, snapshot.X, seed=settings.seed, threads=settings.lgbm_threads,
         training_window={"cutoff": str(end.date())}, data_fingerprint=fp))
-    step("send time")  # holdout metrics of the best hours; the table itself is in the snapshot (write_snapshot)
-    _attempt(results, ["send-time"], lambda: {"name": "send-time", "metrics": sendtime.evaluate(
-        shop, feedback, seed=settings.seed)})
     step("uplift")
     _train_uplift_step(shop, repo, settings, space, arrays, fp, results)
     log.info("trained %s in %.1fs", shop.name, time.perf_counter() - t0)
@@ -371,12 +378,14 @@ def train_propensity(shop: Shop, repo: Path, settings: TrainSettings, space: Fea
 def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureSpace | None = None,
                    arrays: TxArrays | None = None, products: pd.DataFrame | None = None, fp: str = "",
                    start: pd.Timestamp | None = None, progress: Progress | None = None,
-                   feedback: pd.DataFrame | None = None) -> tuple[FeatureSnapshot, Path]:
+                   feedback: pd.DataFrame | None = None, metrics: dict[str, Any] | None = None
+                   ) -> tuple[FeatureSnapshot, Path]:
     """The features every service reads, at `cutoff`, as a new version of the "features" artifact.
 
     Also on its own (`tenure snapshot`): a daily feature refresh for the same models; the services
     re-score the base with it, and the segmentation service records who moved. progress: told each
-    step of SNAPSHOT_STEPS as it starts."""
+    step of SNAPSHOT_STEPS as it starts. metrics: measurements of train_all kept in the manifest (SNAPSHOT_RESULTS
+    by name)."""
     def step(name: str) -> None:
         _step(progress, SNAPSHOT_STEPS, name)
 
@@ -409,7 +418,7 @@ def write_snapshot(shop: Shop, repo: Path, cutoff: pd.Timestamp, space: FeatureS
     extra.update(attribute_files(shop.customers, snapshot.customer_ids))  # the customers file's attributes (serving)
     extra.update(sendtime.snapshot_files(shop, cutoff, snapshot.customer_ids, feedback))  # best hours ({} if none)
     path = snapshot.save(repo, extra=extra, manifest=Manifest(
-        name="features", kind="feature-snapshot", data_fingerprint=fp or fingerprint(shop),
+        name="features", kind="feature-snapshot", data_fingerprint=fp or fingerprint(shop), metrics=dict(metrics or {}),
         training_window={"data_start": str(start.date()), "cutoff": str(cutoff.date())}))
     return snapshot, path
 

@@ -114,6 +114,10 @@ def test_report_is_self_contained_and_complete(report: Path) -> None:
                   "clv: spend by predicted decile", "feature importance", "cluster sizes", "RFM segments"):
         assert title in text, title
     assert "no evaluation data for this version" in text  # the older-style churn-cdnow version
+    # measurements that are not models, from the feature snapshot's manifest, with their baselines
+    assert 'id="model-measured"' in text and 'href="#model-measured"' in text
+    for row in ("best 3-h window hit rate", "shop-wide best window", "auc with / without", "decision (margin"):
+        assert row in text, row
 
 
 def test_report_without_models_fails_with_reason(tmp_path: Path) -> None:
