@@ -1,6 +1,7 @@
 """The small synthetic shop and its trained model repository, built once into the cache directory."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from pathlib import Path
@@ -13,15 +14,33 @@ def log(msg: str) -> None:
     print(f"[faults {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def code_fingerprint() -> str:
+    """sha256 of the shop generator's and the training's sources: a cache built by other code is rebuilt."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("tenure/*.py"), *root.glob("training/*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def prepare(cache: Path) -> tuple[Path, Path]:
-    """(shop directory, pristine model repository) under cache; each is built only when missing.
-    Scenarios that change a repository work on a copy (copy_repo)."""
+    """(shop directory, pristine model repository) under cache; each is built only when missing or
+    when the code that builds them changed since. Scenarios that change a repository work on a copy
+    (copy_repo)."""
     from tenure.data import write_shop
     from tenure.settings import TrainSettings
     from tenure.synthetic import generate_shop
 
     shop_dir, repo = cache / "shop", cache / "repo"
-    done = cache / "repo.done"
+    done, stamp = cache / "repo.done", cache / "code.sha256"
+    fingerprint = code_fingerprint()
+    built_by = stamp.read_text().strip() if stamp.exists() else ""
+    if cache.exists() and built_by != fingerprint:
+        log(f"{cache} was built by other code: rebuilding it")
+        shutil.rmtree(shop_dir, ignore_errors=True)
+        done.unlink(missing_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
     if not (shop_dir / "transactions.parquet").exists():
         log(f"synthetic shop ({SHOP_CUSTOMERS:,} customers) -> {shop_dir}")
         write_shop(generate_shop(n_customers=SHOP_CUSTOMERS, seed=11, n_products=300), shop_dir)
