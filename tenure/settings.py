@@ -243,6 +243,10 @@ class ServiceSettings:
     event_retention_s: float = 7 * 86_400.0
     """How long an event id is remembered: a replay within this window changes nothing (Redis key TTL; the embedded
     store keeps the newest 1,000,000 ids)."""
+    online_max_new_customers: int = 100_000
+    """The embedded online store holds at most this many customers the snapshot does not know (created by events);
+    further events for yet more new customers are REJECTED until the next snapshot (memory stays bounded; a shared
+    Redis is bounded by its own maxmemory)."""
     reload_interval_s: float = 5.0
     """Poll the repository for new versions (and PINNED) every N seconds; a version is served once it is
     complete, verifies and loads (0 = load once at start). (part: model lifecycle)"""
@@ -273,6 +277,9 @@ class ServiceSettings:
     ModelInfer over 4,096; ProfileGroup) running at once per worker; one more gets RESOURCE_EXHAUSTED at once
     with a retry hint. The server runs max(server_threads, max_streams + bulk_calls + 2) handler
     threads, so small calls always find one; health and readiness have a pool of their own."""
+    switch_interval_ms: float = 1.0
+    """How long a service thread may hold the GIL while another waits (sys.setswitchinterval; Python's default
+    is 5 ms): shorter keeps a one-customer call quick while bulk calls run (make faults, scenario b)."""
     # --- end overload ------------------------------------------------------------------------------------
     # --- process faults (part: process faults) ---------------------------------------------------------
     shutdown_lame_duck_s: float = 0.5
@@ -394,11 +401,6 @@ SERVICE_LIMITS: dict[str, Limit] = {
     "purchase_band_high": Limit(0, 1),
     "feedback_exclude_days": Limit(0, 3650),
     "reload_interval_s": Limit(0, 86400),
-    # fields the other parts of issue 9 added (their types are checked anyway)
-    "max_request_bytes": Limit(1024, 2**31 - 1),
-    "stream_idle_timeout_s": Limit(0, 86400),
-    "bulk_calls": Limit(1, 1024),
-    "shutdown_lame_duck_s": Limit(0, 3600),
 }
 """Ranges and choices of ServiceSettings fields; a field without an entry is still type-checked."""
 # --- overload (part: overload, decoding, deadlines, cancellation) ---
@@ -406,6 +408,7 @@ SERVICE_LIMITS.update({
     "max_request_bytes": Limit(1024, 2**31 - 1),
     "stream_idle_timeout_s": Limit(0.01, 86400),
     "bulk_calls": Limit(1, 1024),
+    "switch_interval_ms": Limit(0.1, 100),
 })
 # --- end overload ---
 # --- process faults (part: process faults) ---
@@ -425,6 +428,7 @@ SERVICE_LIMITS.update({
     "online_store": Limit(pattern=r"|off|embedded|(redis|rediss|unix)://\S+",
                           pattern_text="empty (the embedded store), off, or redis://HOST:PORT[/DB] (rediss://, unix://)"),
     "event_retention_s": Limit(1, 10 * 365 * 86_400),
+    "online_max_new_customers": Limit(0, 100_000_000),
     "recommend_exclude_bought_days": Limit(0, 3650),
 })
 

@@ -254,6 +254,7 @@ def serve_forever(service: Service, banner: str, parent_pid: int | None = None) 
     (Service.stop). Should the drain itself hang, the process exits hard HARD_EXIT_AFTER_GRACE_S after
     the grace ran out (logged), so that it always ends."""
     stop = threading.Event()
+    sys.setswitchinterval(service.settings.switch_interval_ms / 1000.0)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: stop.set())
     if parent_pid:
