@@ -255,6 +255,8 @@ class Outcome:
     event_id: str
     outcome: str
     error: str = ""
+    code: str = "INVALID_ARGUMENT"
+    """The gRPC status name of a rejection: INVALID_ARGUMENT (the event is wrong), RESOURCE_EXHAUSTED (a bound)."""
 
 
 @dataclass
@@ -596,8 +598,12 @@ class OnlineFeatures:
     """Events -> states -> vectors for one feature snapshot; reads for the services."""
 
     def __init__(self, snapshot: FeatureSnapshot, seed: Seed | None, store: OnlineStore,
-                 feedback: Callable[[list[Event]], list[str | None]] | None = None) -> None:
+                 feedback: Callable[[list[Event]], list[str | None]] | None = None,
+                 max_new_customers: int = 100_000) -> None:
         self.snapshot = snapshot
+        self.max_new_customers = max_new_customers if store.kind == "embedded" else None
+        """Customers the snapshot lacks that the (in-process) store may hold; None: no bound (Redis bounds itself)."""
+        self.new_customers = 0
         self.space = snapshot.space
         self.seed = seed
         self.store = store
@@ -612,13 +618,15 @@ class OnlineFeatures:
 
     @classmethod
     def open(cls, snapshot: FeatureSnapshot, version_dir: Path | None, url: str, retention_s: float,
-             feedback: Callable[[list[Event]], list[str | None]] | None = None) -> "OnlineFeatures":
+             feedback: Callable[[list[Event]], list[str | None]] | None = None,
+             max_new_customers: int = 100_000) -> "OnlineFeatures":
         seed_path = Path(version_dir) / SEED_FILE if version_dir is not None else None
         seed = Seed(seed_path, snapshot) if seed_path is not None and seed_path.exists() else None
         if seed is None:
             log.warning("features %s has no %s (written by an older training): events apply to customers "
                         "without a seed only; retrain to seed every customer", snapshot.version, SEED_FILE)
-        return cls(snapshot, seed, open_store(url, snapshot.version or "features", retention_s), feedback)
+        return cls(snapshot, seed, open_store(url, snapshot.version or "features", retention_s), feedback,
+                   max_new_customers)
 
     def _cat_code(self, line: Line) -> int:
         cat = line.category
@@ -682,6 +690,15 @@ class OnlineFeatures:
                     continue
                 state = states.get(ev.customer_id)
                 if state is None:
+                    if self.max_new_customers is not None and ev.customer_id not in self.snapshot.index:
+                        # only the embedded store is bounded here: it runs `work` once, under its lock
+                        if self.new_customers >= self.max_new_customers:
+                            results[i] = Outcome(i, ev.event_id, REJECTED, f"the online store already holds "
+                                                 f"{self.max_new_customers:,} customers the snapshot does not know "
+                                                 "(TENURE_ONLINE_MAX_NEW_CUSTOMERS); the next training includes them",
+                                                 "RESOURCE_EXHAUSTED")
+                            continue
+                        self.new_customers += 1
                     state = self._initial(ev.customer_id)
                     if state is None:
                         results[i] = Outcome(i, ev.event_id, REJECTED, "the snapshot's customers cannot be updated "

@@ -35,6 +35,7 @@ class OnlineHub:
         self.url = settings.online_store
         self.off = self.url == "off"
         self.retention_s = settings.event_retention_s
+        self.max_new_customers = settings.online_max_new_customers
         self.feedback = feedback
         self._lock = threading.Lock()
         self._by_version: dict[str, OnlineFeatures] = {}
@@ -52,7 +53,8 @@ class OnlineHub:
         with self._lock:
             online = self._by_version.get(snapshot.version)
             if online is None:
-                online = OnlineFeatures.open(snapshot, snapshot.version_dir, self.url, self.retention_s, self.feedback)
+                online = OnlineFeatures.open(snapshot, snapshot.version_dir, self.url, self.retention_s, self.feedback,
+                                             self.max_new_customers)
                 for listener in self._listeners:
                     self._subscribe(online, listener)
                 self._by_version[snapshot.version] = online
@@ -113,7 +115,7 @@ def to_response(summary: IngestSummary) -> events_pb2.IngestEventsResponse:
         received=summary.received, applied=summary.applied, duplicates=summary.duplicates,
         before_snapshot=summary.before_snapshot, rejected=summary.rejected, customers_changed=len(summary.changed),
         results=[events_pb2.EventResult(index=o.index, event_id=o.event_id[:256], outcome=_OUTCOME[o.outcome],
-                                        error=common_pb2.RowError(code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                                        error=common_pb2.RowError(code=grpc.StatusCode[o.code].value[0],
                                                                   message=o.error[:1000]) if o.error else None)
                  for o in summary.outcomes])
 

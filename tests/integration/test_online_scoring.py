@@ -202,6 +202,25 @@ def test_bad_events_are_rejected_alone_and_limits_hold(serve, trained_repo, snap
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "10,000" in (err.value.details() or "")
 
 
+def test_the_embedded_store_holds_a_bounded_number_of_new_customers(serve, trained_repo, snapshot) -> None:  # type: ignore[no-untyped-def]
+    """Events for customers the snapshot lacks create them, up to online_max_new_customers; past it each such event
+    is REJECTED alone (RESOURCE_EXHAUSTED) while known and already-created customers still apply."""
+    scoring, events = stubs(serve("scoring", trained_repo, online_max_new_customers=3))
+    cutoff, pid = snapshot.cutoff.timestamp(), product(snapshot)
+    known = str(snapshot.customer_ids[30])
+    new = [f"NEW-{n}" for n in range(5)]
+    resp = ingest(events, *[order(f"n-{c}", c, cutoff + DAY, pid) for c in new], order("n-known", known, cutoff + DAY, pid))
+    assert (resp.received, resp.applied, resp.rejected) == (6, 4, 2)
+    assert [(r.index, r.outcome, r.error.code) for r in resp.results] == [
+        (i, events_pb2.EVENT_REJECTED, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]) for i in (3, 4)]
+    assert "already holds 3 customers the snapshot does not know" in resp.results[0].error.message
+    again = ingest(events, order("n-again", new[0], cutoff + 2 * DAY, pid), order("n-more", "NEW-9", cutoff + DAY, pid))
+    assert (again.applied, again.rejected) == (1, 1)  # a created customer takes more events; a fourth new one not
+    results = score(scoring, new[0], new[4])
+    assert not results[0].HasField("error") and 0.0 <= results[0].scores.churn_probability <= 1.0
+    assert results[1].error.code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
 def test_online_store_off_refuses_events_and_scores_the_snapshot(serve, trained_repo, snapshot, reference) -> None:  # type: ignore[no-untyped-def]
     scoring, events = stubs(serve("scoring", trained_repo, online_store="off"))
     cid = str(snapshot.customer_ids[30])
