@@ -23,6 +23,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.procs import cpu_seconds
 from faults.prepare import copy_repo
 from faults.procs import LoadProc, ServiceProc, child_env, python, wait_until
 from tenure.v1 import (
@@ -492,7 +493,46 @@ def feedback_flood(ctx: Ctx) -> list[Row]:
         row.notes = (f"events recorded {recorded:,}, refused {refused:,}; calls {fmt_counts(codes)}; RSS before "
                      f"{before:.0f} MiB, growth {growth:+.0f} MiB; health {status}")
         row.judge(status == "SERVING" and growth < 100, "the service grew by 100 MiB or more, or died")
-    return [row]
+    return [row, events_flood(ctx)]
+
+
+def events_flood(ctx: Ctx, cap: int = 20_000, calls: int = 30) -> Row:
+    """30 IngestEvents calls of 10,000 orders, each for a customer nobody knows: the embedded online store takes
+    `cap` of them (TENURE_ONLINE_MAX_NEW_CUSTOMERS) and rejects the rest per event; RSS stops growing at the cap."""
+    from tenure.store import FeatureSnapshot
+    from tenure.v1 import events_pb2, events_pb2_grpc
+
+    row = Row(f"d events flood: {calls * 10_000:,} orders for made-up customers")
+    at = max(time.time(), FeatureSnapshot.load_latest(ctx.repo).cutoff.timestamp() + 86_400)
+    with ctx.service("scoring", "d-events", env={"TENURE_ONLINE_MAX_NEW_CUSTOMERS": str(cap)}) as svc:
+        svc.wait_serving()
+        before = svc.rss_mib()
+        applied = rejected = failed_calls = 0
+        rss_at: dict[int, float] = {}
+        with grpc.insecure_channel(svc.target, options=OPTIONS) as channel:
+            stub = events_pb2_grpc.EventServiceStub(channel)
+            for b in range(calls):
+                events = [events_pb2.Event(event_id=f"flood-{b}-{i}", customer_id=f"made-up-{b:02d}-{i:05d}", timestamp=at,
+                                           order=events_pb2.OrderEvent(order_id=f"o-{b}-{i}", lines=[events_pb2.EventLine(
+                                               product_id=ctx.products[i % len(ctx.products)], quantity=1, amount=9.5)]))
+                          for i in range(10_000)]
+                try:
+                    resp = stub.IngestEvents(events_pb2.IngestEventsRequest(events=events), timeout=120)
+                    applied += resp.applied
+                    rejected += resp.rejected
+                except grpc.RpcError:
+                    failed_calls += 1
+                rss_at[b + 1] = svc.rss_mib()
+        status = health(svc.target)
+        row.calls, row.failed = calls, failed_calls
+        row.rss(svc)
+        late = rss_at[calls] - rss_at[5]
+        row.notes = (f"applied {applied:,} (the cap {cap:,}), rejected {rejected:,} (RESOURCE_EXHAUSTED per event); RSS "
+                     f"before {before:.0f} MiB, after 5 calls {rss_at[5]:.0f}, after {calls} {rss_at[calls]:.0f} MiB; "
+                     f"health {status}")
+        row.judge(status == "SERVING" and failed_calls == 0 and applied == cap and rejected == calls * 10_000 - cap
+                  and late < 20, "more than the cap was taken, or RSS kept growing past it")
+    return row
 
 
 # ---- (e) 100 reloads -------------------------------------------------------------------------------------
@@ -775,6 +815,77 @@ def _rerun_row(row: Row, svc: Any, cmd: list[str], src_ids: list[str], out: Path
     return row.rss(svc).judge(rerun.returncode == 0 and lost == dup == failed == 0, "rows lost, duplicated or failed")
 
 
+def _settled_cpu(pid: int, quiet_s: float = 0.3, timeout_s: float = 30.0) -> float:
+    """The process's CPU seconds once it has stopped computing: polled until it grows less than 5 ms over
+    `quiet_s` (the reload poller and health cost far less), or timeout_s."""
+    last = cpu_seconds(pid)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = cpu_seconds(pid)
+        if now - last < 0.005:
+            return now
+        last = now
+    return last
+
+
+def _drain(call: Any) -> None:
+    for _ in call:
+        pass
+
+
+def _cancel_row(name: str, svc: ServiceProc, start: Callable[[], Any], first: Callable[[Any], Any],
+                finish: Callable[[Any], Any]) -> Row:
+    """CPU of one complete call (`finish` waits for its end), then of the same call cancelled once it is under way
+    (`first` waits for that): the server's CPU from the cancel until it is idle again, against the whole call's."""
+    row = Row(name)
+    before = _settled_cpu(svc.pid)
+    call = start()
+    first(call)
+    finish(call)
+    full = _settled_cpu(svc.pid) - before
+    base = _settled_cpu(svc.pid)
+    call = start()
+    first(call)
+    at_cancel = cpu_seconds(svc.pid)
+    call.cancel()
+    code = "CANCELLED" if call.cancelled() or call.code() == grpc.StatusCode.CANCELLED else call.code().name
+    after = _settled_cpu(svc.pid) - at_cancel
+    row.calls, row.failed = 2, int(code != "CANCELLED")
+    row.notes = (f"whole call {full:.2f} CPU-s; cancelled after {at_cancel - base:.2f} CPU-s; server CPU after "
+                 f"the cancel {after:.3f} CPU-s ({after / max(full, 1e-9):.0%} of the whole call); client saw {code}")
+    return row.rss(svc).judge(code == "CANCELLED" and after <= 0.25 * full, "the server kept computing after the cancel")
+
+
+def cancellation(ctx: Ctx) -> list[Row]:
+    """Predict(10,000), a 40-chunk StreamScore and a 40-request ModelStreamInfer, each run whole and then cancelled
+    once under way: the server stops within a chunk (its CPU after the cancel is a small share of the whole)."""
+    rows = []
+    ids = [ctx.ids[i % len(ctx.ids)] for i in range(10_000)]
+    with ctx.service("scoring", "j") as svc:
+        svc.wait_serving()
+        channel = grpc.insecure_channel(svc.target, options=OPTIONS)
+        try:
+            scoring = scoring_pb2_grpc.ScoringServiceStub(channel)
+            infer = inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+            predict = scoring_pb2.PredictRequest(customer_ids=ids)
+            rows.append(_cancel_row("j Predict(10,000) cancelled after 0.1 s", svc,
+                                    lambda: scoring.Predict.future(predict, timeout=120),
+                                    lambda call: time.sleep(0.1), lambda call: call.result()))
+            chunks = [scoring_pb2.ScoreChunk(chunk_id=c, customer_ids=ids) for c in range(40)]
+            rows.append(_cancel_row("j StreamScore 40 x 10,000 cancelled after its first chunk", svc,
+                                    lambda: scoring.StreamScore(iter(chunks), timeout=300), next, _drain))
+            X = ctx.X[np.arange(1_000) % len(ctx.X)].astype(np.float32)
+            req = inference_pb2.ModelInferRequest(
+                model_name="churn", inputs=[inference_pb2.ModelInferRequest.InferInputTensor(
+                    name="features", datatype="FP32", shape=list(X.shape))], raw_input_contents=[X.astype("<f4").tobytes()])
+            rows.append(_cancel_row("j ModelStreamInfer 400 x 1,000 rows cancelled after its first answer", svc,
+                                    lambda: infer.ModelStreamInfer(iter([req] * 400), timeout=300), next, _drain))
+        finally:
+            channel.close()
+    return rows
+
+
 SCENARIOS: dict[str, Callable[[Ctx], list[Row]]] = {
     "a": broken_models,
     "b": starvation,
@@ -785,6 +896,7 @@ SCENARIOS: dict[str, Callable[[Ctx], list[Row]]] = {
     "g": sigterm,
     "h": sigkill_worker,
     "i": score_file_resume,
+    "j": cancellation,
 }
 
 
