@@ -599,7 +599,7 @@ class OnlineFeatures:
 
     def __init__(self, snapshot: FeatureSnapshot, seed: Seed | None, store: OnlineStore,
                  feedback: Callable[[list[Event]], list[str | None]] | None = None,
-                 max_new_customers: int = 100_000) -> None:
+                 max_new_customers: int = 50_000) -> None:
         self.snapshot = snapshot
         self.max_new_customers = max_new_customers if store.kind == "embedded" else None
         """Customers the snapshot lacks that the (in-process) store may hold; None: no bound (Redis bounds itself)."""
@@ -619,7 +619,7 @@ class OnlineFeatures:
     @classmethod
     def open(cls, snapshot: FeatureSnapshot, version_dir: Path | None, url: str, retention_s: float,
              feedback: Callable[[list[Event]], list[str | None]] | None = None,
-             max_new_customers: int = 100_000) -> "OnlineFeatures":
+             max_new_customers: int = 50_000) -> "OnlineFeatures":
         seed_path = Path(version_dir) / SEED_FILE if version_dir is not None else None
         seed = Seed(seed_path, snapshot) if seed_path is not None and seed_path.exists() else None
         if seed is None:

@@ -243,7 +243,7 @@ class ServiceSettings:
     event_retention_s: float = 7 * 86_400.0
     """How long an event id is remembered: a replay within this window changes nothing (Redis key TTL; the embedded
     store keeps the newest 1,000,000 ids)."""
-    online_max_new_customers: int = 100_000
+    online_max_new_customers: int = 50_000
     """The embedded online store holds at most this many customers the snapshot does not know (created by events);
     further events for yet more new customers are REJECTED until the next snapshot (memory stays bounded; a shared
     Redis is bounded by its own maxmemory)."""
