@@ -127,7 +127,10 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         # and every other call of the process (a one-customer Score, health) would wait that long.
         add, append = response.results.add, response.results.append
         for r in results:
-            add(**r) if type(r) is dict else append(r)
+            if type(r) is dict:
+                add(**r)
+            else:
+                append(r)
         return response
 
     def _predict_constants(self, scorer: Scorer) -> tuple[list[common_pb2.ModelVersion], str]:
