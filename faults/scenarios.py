@@ -575,7 +575,51 @@ def reloads(ctx: Ctx) -> list[Row]:
                      f"({growth:+.0f}); versions not served {missed}; {took / 100:.2f}s per publish->served; "
                      f"Score after: {fmt_counts(codes)}")
         row.judge(missed == 0 and failed == 0 and growth < 50, "a version was not picked up, or RSS grew 50 MiB+")
-    return [row]
+    return [row, segmentation_reloads(ctx)]
+
+
+def segmentation_reloads(ctx: Ctx) -> Row:
+    """The same for the segmentation service: each churn version is a new engine and a re-scoring of the base."""
+    from tenure.v1 import segmentation_pb2, segmentation_pb2_grpc
+
+    row = Row("e 100 reloads of segmentation (publish churn, reload 0.2s; each re-scores the base)")
+    repo = copy_repo(ctx.repo, ctx.work / "repo-e-seg")
+    with ctx.service("segmentation", "e-seg", repo, env={"TENURE_RELOAD_INTERVAL_S": "0.2"}) as svc:
+        svc.wait_serving()
+        source = newest(repo, "churn")
+        missed = failed = 0
+        rss: dict[int, float] = {}
+        with grpc.insecure_channel(svc.target, options=OPTIONS) as channel:
+            stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
+
+            def rescored_with(version: str) -> bool:
+                try:
+                    catalog = stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10)
+                except grpc.RpcError:
+                    return False
+                return any(m.name == "churn" and m.version == version for m in catalog.rescoring.models)
+
+            t0 = time.monotonic()
+            for i, version in enumerate(version_names(100), start=1):
+                publish(repo, "churn", source, version)
+                if not wait_until(lambda v=version: rescored_with(v), timeout_s=60, interval_s=0.05):
+                    missed += 1
+                if i in (10, 100):
+                    rss[i] = svc.rss_mib()
+            took = time.monotonic() - t0
+            for cid in ctx.ids[:20]:
+                try:
+                    stub.GetSegments(segmentation_pb2.GetSegmentsRequest(customer_ids=[cid]), timeout=10)
+                except grpc.RpcError:
+                    failed += 1
+        row.calls, row.failed = 100 + 20, missed + failed
+        row.rss(svc)
+        growth = rss.get(100, 0) - rss.get(10, 0)
+        row.notes = (f"RSS after 10 reloads {rss.get(10, 0):.0f} MiB, after 100 {rss.get(100, 0):.0f} MiB "
+                     f"({growth:+.0f}); versions not re-scored with {missed}; {took / 100:.2f}s per publish->re-scored; "
+                     f"GetSegments after: {20 - failed} of 20 OK")
+        row.judge(missed == 0 and failed == 0 and growth < 50, "a version was not picked up, or RSS grew 50 MiB+")
+    return row
 
 
 # ---- (f) hot swap under load -----------------------------------------------------------------------------
