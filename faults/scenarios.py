@@ -551,10 +551,14 @@ def wait_version(target: str, ids: list[str], version: str, timeout_s: float = 6
         return wait_until(served, timeout_s, 0.02)
 
 
-def reloads(ctx: Ctx) -> list[Row]:
-    row = Row("e 100 reloads (publish churn, reload 0.2s)")
-    repo = copy_repo(ctx.repo, ctx.work / "repo-e")
-    with ctx.service("scoring", "e", repo, env={"TENURE_RELOAD_INTERVAL_S": "0.2"}) as svc:
+def _reloads(ctx: Ctx, kind: str, name: str, title: str, served: Callable[[str, str], bool], word: str,
+             after: Callable[[str], tuple[int, str]]) -> Row:
+    """Publish 100 churn versions to a running `kind` service (reload 0.2 s): every version is taken up
+    (`served(target, version)`), and RSS after the 100th is within 50 MiB of RSS after the 10th;
+    `after(target)` -> (failed calls of 20, what they answered)."""
+    row = Row(title)
+    repo = copy_repo(ctx.repo, ctx.work / f"repo-{name}")
+    with ctx.service(kind, name, repo, env={"TENURE_RELOAD_INTERVAL_S": "0.2"}) as svc:
         svc.wait_serving()
         source = newest(repo, "churn")
         missed = 0
@@ -562,64 +566,61 @@ def reloads(ctx: Ctx) -> list[Row]:
         t0 = time.monotonic()
         for i, version in enumerate(version_names(100), start=1):
             publish(repo, "churn", source, version)
-            if not wait_version(svc.target, ctx.ids, version):
+            if not served(svc.target, version):
                 missed += 1
             if i in (10, 100):
                 rss[i] = svc.rss_mib()
         took = time.monotonic() - t0
-        failed, codes, _ = score_calls(svc.target, ctx.ids, 20)
+        failed, answered = after(svc.target)
         row.calls, row.failed = 100 + 20, missed + failed
         row.rss(svc)
         growth = rss.get(100, 0) - rss.get(10, 0)
         row.notes = (f"RSS after 10 reloads {rss.get(10, 0):.0f} MiB, after 100 {rss.get(100, 0):.0f} MiB "
-                     f"({growth:+.0f}); versions not served {missed}; {took / 100:.2f}s per publish->served; "
-                     f"Score after: {fmt_counts(codes)}")
+                     f"({growth:+.0f}); versions not {word} {missed}; {took / 100:.2f}s per publish->{word}; {answered}")
         row.judge(missed == 0 and failed == 0 and growth < 50, "a version was not picked up, or RSS grew 50 MiB+")
-    return [row, segmentation_reloads(ctx)]
+    return row
 
 
-def segmentation_reloads(ctx: Ctx) -> Row:
-    """The same for the segmentation service: each churn version is a new engine and a re-scoring of the base."""
+def reloads(ctx: Ctx) -> list[Row]:
+    """100 reloads of the scoring service, then of the segmentation service (where each churn version is a new
+    engine and a re-scoring of the base)."""
     from tenure.v1 import segmentation_pb2, segmentation_pb2_grpc
 
-    row = Row("e 100 reloads of segmentation (publish churn, reload 0.2s; each re-scores the base)")
-    repo = copy_repo(ctx.repo, ctx.work / "repo-e-seg")
-    with ctx.service("segmentation", "e-seg", repo, env={"TENURE_RELOAD_INTERVAL_S": "0.2"}) as svc:
-        svc.wait_serving()
-        source = newest(repo, "churn")
-        missed = failed = 0
-        rss: dict[int, float] = {}
-        with grpc.insecure_channel(svc.target, options=OPTIONS) as channel:
+    def scored(target: str) -> tuple[int, str]:
+        failed, codes, _ = score_calls(target, ctx.ids, 20)
+        return failed, f"Score after: {fmt_counts(codes)}"
+
+    def rescored_with(target: str, version: str) -> bool:
+        with grpc.insecure_channel(target, options=OPTIONS) as channel:
             stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
 
-            def rescored_with(version: str) -> bool:
+            def done() -> bool:
                 try:
                     catalog = stub.DescribeSegments(segmentation_pb2.DescribeSegmentsRequest(), timeout=10)
                 except grpc.RpcError:
                     return False
                 return any(m.name == "churn" and m.version == version for m in catalog.rescoring.models)
 
-            t0 = time.monotonic()
-            for i, version in enumerate(version_names(100), start=1):
-                publish(repo, "churn", source, version)
-                if not wait_until(lambda v=version: rescored_with(v), timeout_s=60, interval_s=0.05):
-                    missed += 1
-                if i in (10, 100):
-                    rss[i] = svc.rss_mib()
-            took = time.monotonic() - t0
+            return wait_until(done, timeout_s=60, interval_s=0.05)
+
+    def segments(target: str) -> tuple[int, str]:
+        failed = 0
+        with grpc.insecure_channel(target, options=OPTIONS) as channel:
+            stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
             for cid in ctx.ids[:20]:
                 try:
                     stub.GetSegments(segmentation_pb2.GetSegmentsRequest(customer_ids=[cid]), timeout=10)
                 except grpc.RpcError:
                     failed += 1
-        row.calls, row.failed = 100 + 20, missed + failed
-        row.rss(svc)
-        growth = rss.get(100, 0) - rss.get(10, 0)
-        row.notes = (f"RSS after 10 reloads {rss.get(10, 0):.0f} MiB, after 100 {rss.get(100, 0):.0f} MiB "
-                     f"({growth:+.0f}); versions not re-scored with {missed}; {took / 100:.2f}s per publish->re-scored; "
-                     f"GetSegments after: {20 - failed} of 20 OK")
-        row.judge(missed == 0 and failed == 0 and growth < 50, "a version was not picked up, or RSS grew 50 MiB+")
-    return row
+        return failed, f"GetSegments after: {20 - failed} of 20 OK"
+
+    return [
+        _reloads(ctx, "scoring", "e", "e 100 reloads (publish churn, reload 0.2s)",
+                 lambda target, version: wait_version(target, ctx.ids, version), "served", scored),
+        _reloads(ctx, "segmentation", "e-seg",
+                 "e 100 reloads of segmentation (publish churn, reload 0.2s; each re-scores the base)",
+                 rescored_with, "re-scored with", segments),
+    ]
 
 
 # ---- (f) hot swap under load -----------------------------------------------------------------------------
